@@ -1,0 +1,162 @@
+"""The ``trending-papers`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from platformdirs import user_data_dir
+from rich.console import Console
+
+from bot import logs
+from bot.config import Settings
+from storage.db import Database, redact_url
+from storage.errors import StorageError
+
+app = typer.Typer(
+    help="trending-papers: the new arXiv papers that matter to you, in Telegram, Slack or here.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema: create, upgrade, inspect.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+def default_demo_database() -> str:
+    """The demo's own SQLite file, kept apart from a real deployment's database."""
+    return f"sqlite:///{Path(user_data_dir('trending-papers', appauthor=False)) / 'demo.db'}"
+
+
+@app.command()
+def demo(
+    interests: Annotated[
+        str | None,
+        typer.Option(help='Comma-separated interests, e.g. "graph neural networks, protein"'),
+    ] = None,
+    size: Annotated[int, typer.Option(min=1, max=50, help="Papers in the digest")] = 10,
+    database: Annotated[
+        str | None, typer.Option(help="Database URL (default: a demo SQLite file)")
+    ] = None,
+    reset: Annotated[bool, typer.Option(help="Start from an empty demo database")] = False,
+) -> None:
+    """Run the whole pipeline offline on bundled recorded feeds and print a digest."""
+    from bot.demo import run_demo
+
+    settings = _settings()
+    url = database or default_demo_database()
+    if reset and url.startswith("sqlite:///"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
+    chosen = tuple(i.strip() for i in interests.split(",") if i.strip()) if interests else None
+    db = Database(url)
+    try:
+        result = asyncio.run(run_demo(db, console, interests=chosen, size=size))
+    except StorageError as exc:
+        raise _fail(f"{exc} (database: {redact_url(url)})") from exc
+    finally:
+        db.dispose()
+    console.print(
+        f"[dim]Demo database: {redact_url(url)} · {result.papers_sent} papers sent · "
+        f"log level {settings.log_level}[/]"
+    )
+
+
+@app.command()
+def ingest(
+    category: Annotated[
+        list[str] | None, typer.Option("--category", "-c", help="arXiv category (repeatable)")
+    ] = None,
+) -> None:
+    """Poll the arXiv announcement feeds once and store the new papers."""
+    from bot.ingest import ingest_announcements
+    from feeds.http import HttpPolicy, build_client
+    from storage.migrate import upgrade
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    policy = HttpPolicy(
+        user_agent=settings.user_agent,
+        read_timeout=settings.http_timeout,
+        max_retries=settings.http_max_retries,
+        max_bytes=settings.http_max_bytes,
+    )
+
+    async def _run() -> None:
+        async with build_client(policy) as client:
+            report = await ingest_announcements(db, client, category or settings.arxiv_categories)
+        console.print(
+            f"{report.fetched} papers fetched: {report.stored.inserted} new, "
+            f"{report.stored.updated} updated, {report.stored.unchanged} unchanged"
+            + (f"; failed: {', '.join(report.failed)}" if report.failed else "")
+        )
+
+    try:
+        upgrade(db)
+        asyncio.run(_run())
+    except StorageError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        db.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Create the schema or migrate it to the newest revision (a no-op when current)."""
+    from storage.migrate import upgrade
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    try:
+        before, after = upgrade(db, revision)
+    except StorageError as exc:
+        raise _fail(f"{exc} (database: {redact_url(settings.database_url)})") from exc
+    finally:
+        db.dispose()
+    if before == after:
+        console.print(f"Database already at revision {after}: nothing to do.")
+    else:
+        console.print(f"Database migrated from {before or 'empty'} to {after}.")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the database URL (password hidden) and its schema revision."""
+    from storage.migrate import current_revision, head_revision
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    try:
+        current, head = current_revision(db), head_revision(db)
+    except StorageError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        db.dispose()
+    state = "up to date" if current == head else "needs `trending-papers db upgrade`"
+    console.print(f"{redact_url(settings.database_url)}: revision {current or 'none'} ({state})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

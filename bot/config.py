@@ -1,0 +1,119 @@
+"""Settings, read from ``TP_*`` environment variables and an optional ``.env`` file.
+
+Every setting has a default that works offline on a laptop; secrets are ``SecretStr`` so
+they never show up in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from platformdirs import user_data_dir
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def default_database_url() -> str:
+    """A SQLite file in the user's data directory (created on first use)."""
+    path = Path(user_data_dir("trending-papers", appauthor=False)) / "trending-papers.db"
+    return f"sqlite:///{path}"
+
+
+class Settings(BaseSettings):
+    """All runtime configuration. Field ``foo_bar`` is set with ``TP_FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TP_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- storage ---------------------------------------------------------------------------
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL: sqlite:///path.db (default, in the user data dir) "
+        "or postgresql+psycopg://user@host/db",
+    )
+
+    # --- HTTP and sources ------------------------------------------------------------------
+    contact_email: str = Field(
+        default="trending-papers@example.invalid",
+        description="Contact address sent in the User-Agent, as arXiv and Reddit ask",
+    )
+    http_timeout: float = Field(default=20.0, description="Read timeout for source requests (s)")
+    http_max_retries: int = Field(default=4, description="Retries for 429/5xx/network errors")
+    http_max_bytes: int = Field(
+        default=50_000_000, description="Largest response body accepted from a source (bytes)"
+    )
+    arxiv_categories: Annotated[list[str], NoDecode] = Field(
+        default=["cs.LG", "cs.CL", "cs.CV", "cs.AI", "stat.ML"],
+        description="Announcement feeds to poll (comma-separated or JSON list)",
+    )
+    reddit_subreddits: Annotated[list[str], NoDecode] = Field(
+        default=["MachineLearning", "LocalLLaMA"], description="Subreddits scanned for arXiv links"
+    )
+    reddit_client_id: str | None = Field(default=None, description="Reddit OAuth app id")
+    reddit_client_secret: SecretStr | None = Field(default=None, description="Reddit app secret")
+    bluesky_handle: str | None = Field(default=None, description="Bluesky login for search")
+    bluesky_app_password: SecretStr | None = Field(default=None, description="Bluesky app password")
+    semantic_scholar_api_key: SecretStr | None = Field(
+        default=None, description="Semantic Scholar API key (optional)"
+    )
+    huggingface_token: SecretStr | None = Field(default=None, description="Hugging Face token")
+
+    # --- ranking ---------------------------------------------------------------------------
+    freshness_days: int = Field(default=3, description="Digest considers papers this recent")
+    digest_size: int = Field(default=10, description="Papers per digest for new subscribers")
+    trend_half_life_hours: float = Field(default=36.0, description="Trend decay half-life (h)")
+    title_weight: int = Field(default=2, description="How many times the title counts vs abstract")
+
+    # --- chat ------------------------------------------------------------------------------
+    telegram_token: SecretStr | None = Field(default=None, description="Bot token from @BotFather")
+    telegram_api_base_url: str = Field(
+        default="https://api.telegram.org/bot",
+        description="Bot API base URL (point at a self-hosted telegram-bot-api or a test server)",
+    )
+    telegram_webhook_url: str | None = Field(
+        default=None, description="Public HTTPS URL for webhook mode (polling when unset)"
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None, description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token"
+    )
+    slack_bot_token: SecretStr | None = Field(default=None, description="xoxb- bot token")
+    slack_signing_secret: SecretStr | None = Field(default=None, description="Slack signing secret")
+    slack_app_token: SecretStr | None = Field(
+        default=None, description="xapp- app-level token: enables Socket Mode"
+    )
+    slack_api_base_url: str = Field(
+        default="https://slack.com/api/", description="Slack Web API base URL"
+    )
+    default_timezone: str = Field(default="UTC", description="Time zone for new subscribers")
+    default_digest_time: str = Field(default="08:00", description="Local digest time (HH:MM)")
+
+    # --- service ---------------------------------------------------------------------------
+    http_host: str = Field(default="127.0.0.1", description="Address of /healthz, webhooks")
+    http_port: int = Field(default=8080, description="Port of /healthz, /metrics and webhooks")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: str = Field(default="text", description="text (human) or json")
+
+    @field_validator("arxiv_categories", "reddit_subreddits", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @cached_property
+    def user_agent(self) -> str:
+        """Descriptive User-Agent with a contact address (arXiv and Reddit ask for one)."""
+        from importlib.metadata import version
+
+        return f"trending-papers/{version('trending-papers')} (+mailto:{self.contact_email})"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is the embedded SQLite default."""
+        return self.database_url.startswith("sqlite")

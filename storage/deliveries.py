@@ -1,0 +1,147 @@
+"""Digests, the papers they deliver (at most once per subscriber, ever) and their outbox rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from storage.db import Database
+from storage.errors import StorageError
+from storage.models import DELIVERIES, DIGESTS, Delivery, Digest, OutboxMessage
+
+
+@dataclass(frozen=True)
+class DigestEntry:
+    """One paper chosen for a digest."""
+
+    arxiv_id: str
+    rank: int
+    score: float
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class RecordedDigest:
+    """A stored digest, the entries actually recorded, and its outbox message id."""
+
+    digest_id: int
+    entries: tuple[DigestEntry, ...]
+    outbox_id: int | None
+
+
+class DigestAlreadyExists(StorageError):
+    """A scheduled digest for that subscriber and local date was already built."""
+
+
+def delivered_ids(db: Database, subscriber_ids: Iterable[int]) -> dict[int, set[str]]:
+    """Every paper id ever delivered to each of the given subscribers."""
+    ids = list(subscriber_ids)
+    result: dict[int, set[str]] = {sid: set() for sid in ids}
+    if not ids:
+        return result
+    with db.session() as session:
+        rows = session.execute(
+            select(DELIVERIES.c.subscriber_id, DELIVERIES.c.arxiv_id).where(
+                DELIVERIES.c.subscriber_id.in_(ids)
+            )
+        ).all()
+    for subscriber_id, arxiv_id in rows:
+        result[subscriber_id].add(arxiv_id)
+    return result
+
+
+def record_digest(
+    db: Database,
+    subscriber_id: int,
+    entries: Sequence[DigestEntry],
+    *,
+    scheduled_for: date | None = None,
+    payload: dict[str, Any] | None = None,
+) -> RecordedDigest:
+    """Store a digest, its deliveries and its outbox message in one transaction.
+
+    A paper already delivered to the subscriber is dropped from the digest (never sent twice,
+    even when two digests are built concurrently). Raises ``DigestAlreadyExists`` when a
+    scheduled digest for ``scheduled_for`` exists.
+    """
+    insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+    try:
+        with db.session() as session:
+            digest = Digest(subscriber_id=subscriber_id, scheduled_for=scheduled_for)
+            session.add(digest)
+            session.flush()
+            assert digest.id is not None
+            recorded: list[DigestEntry] = []
+            for entry in entries:
+                statement = (
+                    insert(DELIVERIES)
+                    .values(
+                        subscriber_id=subscriber_id,
+                        digest_id=digest.id,
+                        arxiv_id=entry.arxiv_id,
+                        rank=entry.rank,
+                        score=entry.score,
+                        why=entry.why,
+                        created_at=digest.created_at,
+                    )
+                    .on_conflict_do_nothing(index_elements=["subscriber_id", "arxiv_id"])
+                    .returning(DELIVERIES.c.id)
+                )
+                if session.execute(statement).scalar_one_or_none() is not None:
+                    recorded.append(entry)
+            digest.paper_count = len(recorded)
+            outbox_id = None
+            if recorded and payload is not None:
+                kept = {entry.arxiv_id for entry in recorded}
+                message = OutboxMessage(
+                    subscriber_id=subscriber_id,
+                    digest_id=digest.id,
+                    idempotency_key=f"digest:{digest.id}",
+                    payload=_only_kept(payload, kept),
+                )
+                session.add(message)
+                session.flush()
+                outbox_id = message.id
+            return RecordedDigest(digest.id, tuple(recorded), outbox_id)
+    except StorageError as exc:
+        if isinstance(exc.__cause__, IntegrityError) and scheduled_for is not None:
+            raise DigestAlreadyExists(
+                f"digest for subscriber {subscriber_id} on {scheduled_for} exists"
+            ) from exc.__cause__
+        raise
+
+
+def _only_kept(payload: dict[str, Any], kept: set[str]) -> dict[str, Any]:
+    items = payload.get("items")
+    if not isinstance(items, list):
+        return payload
+    return {**payload, "items": [item for item in items if item.get("arxiv_id") in kept]}
+
+
+def has_scheduled_digest(db: Database, subscriber_id: int, local_date: date) -> bool:
+    """True when the scheduled digest for that local date was already built."""
+    with db.session() as session:
+        count = session.execute(
+            select(func.count())
+            .select_from(Digest)
+            .where(DIGESTS.c.subscriber_id == subscriber_id, DIGESTS.c.scheduled_for == local_date)
+        ).scalar_one()
+    return bool(count)
+
+
+def delivery_count(db: Database, subscriber_id: int) -> int:
+    """How many papers a subscriber has been given in total."""
+    with db.session() as session:
+        return int(
+            session.execute(
+                select(func.count())
+                .select_from(Delivery)
+                .where(DELIVERIES.c.subscriber_id == subscriber_id)
+            ).scalar_one()
+        )

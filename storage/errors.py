@@ -1,0 +1,5 @@
+"""The storage layer's own exception type."""
+
+
+class StorageError(Exception):
+    """A database operation failed; the driver's exception is chained as ``__cause__``."""

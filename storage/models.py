@@ -1,0 +1,248 @@
+"""SQLModel tables. Alembic migrations in ``storage/migrations`` create exactly this schema."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import cast
+
+from sqlalchemy import JSON, Column, Index, Table, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
+from sqlmodel import Field, SQLModel
+
+from storage.types import UTCDateTime, utcnow
+
+
+def _enum(enum_cls: type[StrEnum]) -> SAEnum:
+    # Store the readable values ("telegram"), not the member names, as VARCHAR on every backend.
+    return SAEnum(
+        enum_cls,
+        native_enum=False,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+def _utc(nullable: bool = True, index: bool = False) -> Column:
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class Platform(StrEnum):
+    """Where a subscriber lives."""
+
+    TELEGRAM = "telegram"
+    SLACK = "slack"
+    CONSOLE = "console"
+
+
+class ChatKind(StrEnum):
+    """A person, a group chat or a broadcast channel."""
+
+    USER = "user"
+    GROUP = "group"
+    CHANNEL = "channel"
+
+
+class InterestKind(StrEnum):
+    """What an interest row describes."""
+
+    KEYWORD = "keyword"
+    AUTHOR = "author"
+    CATEGORY = "category"
+    MUTED = "muted"
+
+
+class OutboxStatus(StrEnum):
+    """Lifecycle of one outgoing message."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Paper(SQLModel, table=True):
+    """One arXiv paper, at its latest known version."""
+
+    arxiv_id: str = Field(primary_key=True, max_length=64)
+    version: int = 1
+    title: str
+    abstract: str
+    authors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    categories: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    primary_category: str = Field(index=True, max_length=32)
+    published: datetime = Field(sa_column=_utc(nullable=False, index=True))
+    updated: datetime = Field(sa_column=_utc(nullable=False))
+    announced: datetime | None = Field(default=None, sa_column=_utc(index=True))
+    comment: str | None = None
+    journal_ref: str | None = None
+    doi: str | None = Field(default=None, max_length=255)
+    withdrawn: bool = False
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    ingested_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+
+
+class EngagementSnapshot(SQLModel, table=True):
+    """One observation of one metric for one paper on one source (a time series, never updated)."""
+
+    __tablename__ = "engagement_snapshot"
+    __table_args__ = (
+        Index("ix_engagement_paper_time", "arxiv_id", "observed_at"),
+        Index("ix_engagement_source_time", "source", "observed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # No foreign key: a paper can be mentioned before we have ingested it.
+    arxiv_id: str = Field(max_length=64)
+    source: str = Field(max_length=32)
+    metric: str = Field(max_length=32)
+    value: float
+    observed_at: datetime = Field(sa_column=_utc(nullable=False))
+    url: str | None = None
+    actor: str | None = Field(default=None, max_length=255)
+    weight: float = 1.0
+
+
+class Subscriber(SQLModel, table=True):
+    """A chat that receives digests: a person, a group or a channel on one platform."""
+
+    __table_args__ = (UniqueConstraint("platform", "chat_id", name="uq_subscriber_chat"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: Platform = Field(sa_column=Column(_enum(Platform), nullable=False))
+    chat_id: str = Field(max_length=128)
+    kind: ChatKind = Field(
+        default=ChatKind.USER,
+        sa_column=Column(_enum(ChatKind), nullable=False),
+    )
+    workspace_id: str | None = Field(default=None, max_length=64)
+    owner_user_id: str | None = Field(default=None, max_length=128)
+    display_name: str | None = Field(default=None, max_length=255)
+    timezone: str = Field(default="UTC", max_length=64)
+    digest_time: str = Field(default="08:00", max_length=5)
+    digest_size: int = 10
+    digest_days: str = Field(default="0123456", max_length=7)
+    """Weekdays (Monday = 0) on which a digest is due."""
+    weekly: bool = False
+    min_score: float | None = None
+    """Only send a digest when some paper scores above this."""
+    trend_weight: float = 1.0
+    """How much trend counts against relevance (0 = purely personal)."""
+    categories_mode: str = Field(default="boost", max_length=8)
+    """``filter`` (only these categories) or ``boost`` (prefer them)."""
+    bluesky_handle: str | None = Field(default=None, max_length=255)
+    active: bool = True
+    paused: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+
+
+class Interest(SQLModel, table=True):
+    """One keyword, followed author, category or muted term of a subscriber."""
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "kind", "value", name="uq_interest"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    kind: InterestKind = Field(sa_column=Column(_enum(InterestKind), nullable=False))
+    value: str = Field(max_length=255)
+
+
+class Feedback(SQLModel, table=True):
+    """A subscriber's rating (👍 = 1, 👎 = -1, none = 0) and bookmark of one paper."""
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "arxiv_id", name="uq_feedback"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    arxiv_id: str = Field(max_length=64)
+    rating: int = 0
+    saved: bool = False
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+
+
+class Digest(SQLModel, table=True):
+    """One digest built for one subscriber; scheduled ones are unique per local date."""
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "scheduled_for", name="uq_digest_local_date"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    scheduled_for: date | None = None
+    """The subscriber's local date for a scheduled digest; None for an on-demand one."""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    paper_count: int = 0
+
+
+class Delivery(SQLModel, table=True):
+    """A paper given to a subscriber in a digest: at most once per subscriber, ever."""
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "arxiv_id", name="uq_delivery"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    digest_id: int = Field(foreign_key="digest.id", ondelete="CASCADE", index=True)
+    arxiv_id: str = Field(max_length=64)
+    rank: int
+    score: float
+    why: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A rendered message waiting to be sent, sent, or parked as failed."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    digest_id: int | None = Field(default=None, foreign_key="digest.id", ondelete="CASCADE")
+    idempotency_key: str = Field(max_length=128, unique=True)
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: OutboxStatus = Field(
+        default=OutboxStatus.PENDING,
+        sa_column=Column(_enum(OutboxStatus), nullable=False),
+    )
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    platform_message_id: str | None = Field(default=None, max_length=128)
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=_utc())
+
+
+class SourceCursor(SQLModel, table=True):
+    """Where each source left off, and how healthy it is."""
+
+    __tablename__ = "source_cursor"
+
+    source: str = Field(primary_key=True, max_length=64)
+    """``arxiv:rss:cs.LG``, ``arxiv:oai``, ``hackernews``…"""
+    last_poll_at: datetime | None = Field(default=None, sa_column=_utc())
+    last_success_at: datetime | None = Field(default=None, sa_column=_utc())
+    etag: str | None = Field(default=None, max_length=255)
+    last_modified: str | None = Field(default=None, max_length=64)
+    resumption_token: str | None = None
+    cursor: str | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = Field(default=None, sa_column=_utc())
+    consecutive_failures: int = 0
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a SQLModel table class, typed (the class stubs do not declare it)."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+# Core tables, for typed query expressions: ``PAPERS.c.arxiv_id.in_(…)``.
+PAPERS = table_of(Paper)
+SNAPSHOTS = table_of(EngagementSnapshot)
+SUBSCRIBERS = table_of(Subscriber)
+INTERESTS = table_of(Interest)
+FEEDBACK = table_of(Feedback)
+DIGESTS = table_of(Digest)
+DELIVERIES = table_of(Delivery)
+OUTBOX = table_of(OutboxMessage)
+CURSORS = table_of(SourceCursor)

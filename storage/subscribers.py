@@ -1,0 +1,199 @@
+"""Subscribers, their settings and their interests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from storage.db import Database
+from storage.errors import StorageError
+from storage.models import (
+    INTERESTS,
+    SUBSCRIBERS,
+    ChatKind,
+    Interest,
+    InterestKind,
+    Platform,
+    Subscriber,
+)
+
+SETTABLE_FIELDS = frozenset(
+    {
+        "timezone", "digest_time", "digest_size", "digest_days", "weekly", "min_score",
+        "trend_weight", "categories_mode", "bluesky_handle", "active", "paused", "display_name",
+        "owner_user_id", "workspace_id", "kind",
+    }
+)  # fmt: skip
+
+
+@dataclass
+class Profile:
+    """A subscriber's explicit interests, grouped by kind."""
+
+    keywords: list[str] = field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    muted: list[str] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the subscriber has said nothing about what they like."""
+        return not (self.keywords or self.authors or self.categories)
+
+
+def get_or_create(
+    db: Database,
+    platform: Platform,
+    chat_id: str,
+    *,
+    kind: ChatKind = ChatKind.USER,
+    **defaults: Any,
+) -> tuple[Subscriber, bool]:
+    """The subscriber for a chat, created with ``defaults`` when new; (subscriber, created)."""
+    found = find(db, platform, chat_id)
+    if found is not None:
+        return found, False
+    unknown = set(defaults) - SETTABLE_FIELDS
+    if unknown:
+        raise ValueError(f"unknown subscriber fields: {sorted(unknown)}")
+    try:
+        with db.session() as session:
+            subscriber = Subscriber(platform=platform, chat_id=chat_id, kind=kind, **defaults)
+            session.add(subscriber)
+            session.flush()
+            session.refresh(subscriber)
+            return subscriber, True
+    except StorageError as exc:
+        # Two first messages raced; the other one created it.
+        if isinstance(exc.__cause__, IntegrityError):
+            again = find(db, platform, chat_id)
+            if again is not None:
+                return again, False
+        raise
+
+
+def find(db: Database, platform: Platform, chat_id: str) -> Subscriber | None:
+    """The subscriber for a chat, or None."""
+    with db.session() as session:
+        return session.execute(
+            select(Subscriber).where(
+                SUBSCRIBERS.c.platform == platform, SUBSCRIBERS.c.chat_id == chat_id
+            )
+        ).scalar_one_or_none()
+
+
+def get(db: Database, subscriber_id: int) -> Subscriber | None:
+    """A subscriber by id."""
+    with db.session() as session:
+        return session.get(Subscriber, subscriber_id)
+
+
+def update(db: Database, subscriber_id: int, **changes: Any) -> Subscriber:
+    """Change settings of a subscriber; returns the updated row."""
+    unknown = set(changes) - SETTABLE_FIELDS
+    if unknown:
+        raise ValueError(f"unknown subscriber fields: {sorted(unknown)}")
+    with db.session() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            raise StorageError(f"no subscriber {subscriber_id}")
+        for name, value in changes.items():
+            setattr(subscriber, name, value)
+        session.add(subscriber)
+        session.flush()
+        session.refresh(subscriber)
+        return subscriber
+
+
+def remove(db: Database, subscriber_id: int) -> None:
+    """Delete a subscriber and, by cascade, everything stored about them."""
+    with db.session() as session:
+        session.execute(delete(Subscriber).where(SUBSCRIBERS.c.id == subscriber_id))
+
+
+def active(db: Database, platform: Platform | None = None) -> list[Subscriber]:
+    """Subscribers that are active and not paused."""
+    with db.session() as session:
+        statement = select(Subscriber).where(
+            SUBSCRIBERS.c.active.is_(True),
+            SUBSCRIBERS.c.paused.is_(False),
+        )
+        if platform is not None:
+            statement = statement.where(SUBSCRIBERS.c.platform == platform)
+        return list(session.execute(statement.order_by(SUBSCRIBERS.c.id)).scalars())
+
+
+def add_interests(
+    db: Database, subscriber_id: int, kind: InterestKind, values: Iterable[str]
+) -> list[str]:
+    """Add interests; returns the values that were new (existing ones are left alone)."""
+    unique: dict[str, str] = {}
+    for value in values:
+        if value.strip():
+            unique.setdefault(value.strip().casefold(), value.strip())
+    wanted = list(unique.values())
+    with db.session() as session:
+        existing = {
+            value.casefold()
+            for value in session.execute(
+                select(INTERESTS.c.value).where(
+                    INTERESTS.c.subscriber_id == subscriber_id,
+                    INTERESTS.c.kind == kind,
+                )
+            ).scalars()
+        }
+        added = [value for value in wanted if value.casefold() not in existing]
+        session.add_all(Interest(subscriber_id=subscriber_id, kind=kind, value=v) for v in added)
+        return added
+
+
+def remove_interests(
+    db: Database, subscriber_id: int, kind: InterestKind, values: Iterable[str]
+) -> list[str]:
+    """Remove interests (case-insensitively); returns the values that were removed."""
+    targets = {v.strip().casefold() for v in values if v.strip()}
+    with db.session() as session:
+        rows = session.execute(
+            select(Interest).where(
+                INTERESTS.c.subscriber_id == subscriber_id,
+                INTERESTS.c.kind == kind,
+            )
+        ).scalars()
+        removed = []
+        for row in rows:
+            if row.value.casefold() in targets:
+                removed.append(row.value)
+                session.delete(row)
+        return removed
+
+
+def profiles(db: Database, subscriber_ids: Iterable[int]) -> dict[int, Profile]:
+    """Interest profiles for many subscribers in one query."""
+    ids = list(subscriber_ids)
+    result: dict[int, Profile] = {sid: Profile() for sid in ids}
+    if not ids:
+        return result
+    with db.session() as session:
+        rows = session.execute(
+            select(INTERESTS.c.subscriber_id, INTERESTS.c.kind, INTERESTS.c.value)
+            .where(INTERESTS.c.subscriber_id.in_(ids))
+            .order_by(INTERESTS.c.id)
+        ).all()
+    buckets = {
+        InterestKind.KEYWORD: "keywords",
+        InterestKind.AUTHOR: "authors",
+        InterestKind.CATEGORY: "categories",
+        InterestKind.MUTED: "muted",
+    }
+    for subscriber_id, kind, value in rows:
+        getattr(result[subscriber_id], buckets[InterestKind(kind)]).append(value)
+    return result
+
+
+def profile(db: Database, subscriber_id: int) -> Profile:
+    """One subscriber's interest profile."""
+    return profiles(db, [subscriber_id])[subscriber_id]

@@ -1,0 +1,226 @@
+"""Storage on real SQLite and real PostgreSQL: schema, idempotent upserts, never-repeat, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlmodel import SQLModel
+
+from feeds.records import Paper as PaperRecord
+from feeds.records import Signal
+from storage import cursors, deliveries, engagement, feedback, outbox, papers, subscribers
+from storage.db import Database, redact_url
+from storage.deliveries import DigestAlreadyExists, DigestEntry
+from storage.errors import StorageError
+from storage.migrate import current_revision, head_revision, is_up_to_date, upgrade
+from storage.models import InterestKind, OutboxStatus, Platform
+
+NOW = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
+
+
+def make_paper(arxiv_id: str = "2511.00001", version: int = 1, **changes: object) -> PaperRecord:
+    base = PaperRecord(
+        arxiv_id=arxiv_id,
+        version=version,
+        title=f"A paper {arxiv_id}",
+        abstract="We study things & stuff with $x < y$.",
+        authors=("Ada Lovelace", "Alan Turing"),
+        categories=("cs.LG", "stat.ML"),
+        primary_category="cs.LG",
+        published=NOW - timedelta(days=1),
+        updated=NOW - timedelta(days=1),
+        announced=NOW - timedelta(hours=7),
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_migrations_match_the_models(db: Database) -> None:
+    assert is_up_to_date(db)
+    with db.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert diff == []
+
+
+def test_upgrade_twice_is_a_noop(db: Database) -> None:
+    before, after = upgrade(db)
+    assert before == after == head_revision(db)
+    assert current_revision(db) == head_revision(db)
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys(sqlite_db: Database) -> None:
+    with sqlite_db.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+
+
+def test_upsert_is_idempotent_and_versions_only_go_up(db: Database) -> None:
+    first = papers.upsert_papers(db, [make_paper(), make_paper("hep-th/9901001")], now=NOW)
+    assert (first.inserted, first.updated, first.unchanged) == (2, 0, 0)
+    again = papers.upsert_papers(db, [make_paper(), make_paper("hep-th/9901001")], now=NOW)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 2)
+
+    v2 = make_paper(version=2, title="A better title", updated=NOW)
+    assert papers.upsert_papers(db, [v2], now=NOW).updated == 1
+    assert papers.upsert_papers(db, [make_paper()], now=NOW).updated == 0  # v1 replayed late
+    stored = papers.get_paper(db, "2511.00001")
+    assert stored is not None
+    assert (stored.version, stored.title) == (2, "A better title")
+    assert stored.announced == NOW - timedelta(hours=7)  # first announcement kept
+    assert stored.authors == ["Ada Lovelace", "Alan Turing"]
+    assert papers.count_papers(db) == 2
+
+
+def test_upsert_fills_an_unknown_announcement_date(db: Database) -> None:
+    papers.upsert_papers(db, [make_paper(announced=None)], now=NOW)
+    papers.upsert_papers(db, [make_paper()], now=NOW)
+    stored = papers.get_paper(db, "2511.00001")
+    assert stored is not None and stored.announced == NOW - timedelta(hours=7)
+
+
+def test_same_id_twice_in_one_batch_keeps_the_newest(db: Database) -> None:
+    result = papers.upsert_papers(db, [make_paper(version=3), make_paper(version=1)], now=NOW)
+    assert result.inserted == 1
+    assert papers.get_paper(db, "2511.00001").version == 3  # type: ignore[union-attr]
+
+
+def test_recent_papers_window_and_withdrawn(db: Database) -> None:
+    papers.upsert_papers(
+        db,
+        [
+            make_paper("2511.00001"),
+            make_paper("2511.00002", announced=NOW - timedelta(days=10)),
+            make_paper("2511.00003", withdrawn=True),
+        ],
+        now=NOW,
+    )
+    fresh = papers.recent_papers(db, NOW - timedelta(days=3))
+    assert [p.arxiv_id for p in fresh] == ["2511.00001"]
+
+
+def test_deliveries_never_repeat_a_paper(db: Database) -> None:
+    papers.upsert_papers(db, [make_paper("2511.00001"), make_paper("2511.00002")], now=NOW)
+    sub, created = subscribers.get_or_create(db, Platform.TELEGRAM, "42")
+    assert created and sub.id is not None
+    assert subscribers.get_or_create(db, Platform.TELEGRAM, "42")[1] is False
+
+    entries = [DigestEntry("2511.00001", 1, 0.9, "why"), DigestEntry("2511.00002", 2, 0.5, "")]
+    payload = {"items": [{"arxiv_id": e.arxiv_id} for e in entries]}
+    first = deliveries.record_digest(db, sub.id, entries, payload=payload)
+    assert len(first.entries) == 2 and first.outbox_id is not None
+    second = deliveries.record_digest(db, sub.id, entries, payload=payload)
+    assert second.entries == () and second.outbox_id is None
+    assert deliveries.delivered_ids(db, [sub.id]) == {sub.id: {"2511.00001", "2511.00002"}}
+    assert deliveries.delivery_count(db, sub.id) == 2
+
+
+def test_one_scheduled_digest_per_local_date(db: Database) -> None:
+    sub, _ = subscribers.get_or_create(db, Platform.SLACK, "C1")
+    assert sub.id is not None
+    day = date(2026, 11, 16)
+    deliveries.record_digest(db, sub.id, [], scheduled_for=day)
+    assert deliveries.has_scheduled_digest(db, sub.id, day)
+    with pytest.raises(DigestAlreadyExists):
+        deliveries.record_digest(db, sub.id, [], scheduled_for=day)
+    deliveries.record_digest(db, sub.id, [], scheduled_for=day + timedelta(days=1))
+
+
+def test_interests_profiles_and_cascade_delete(db: Database) -> None:
+    sub, _ = subscribers.get_or_create(db, Platform.TELEGRAM, "7")
+    assert sub.id is not None
+    added = subscribers.add_interests(db, sub.id, InterestKind.KEYWORD, ["diffusion", "LLM", "llm"])
+    assert added == ["diffusion", "LLM"]
+    assert subscribers.add_interests(db, sub.id, InterestKind.KEYWORD, ["Diffusion"]) == []
+    subscribers.add_interests(db, sub.id, InterestKind.AUTHOR, ["Yann LeCun"])
+    assert subscribers.remove_interests(db, sub.id, InterestKind.KEYWORD, ["llm"]) == ["LLM"]
+    profile = subscribers.profile(db, sub.id)
+    assert profile.keywords == ["diffusion"] and profile.authors == ["Yann LeCun"]
+    feedback.set_rating(db, sub.id, "2511.00001", 1)
+    feedback.set_saved(db, sub.id, "2511.00002", True)
+    assert feedback.ratings(db, [sub.id]) == {sub.id: {"2511.00001": 1, "2511.00002": 1}}
+    assert feedback.saved_ids(db, sub.id) == ["2511.00002"]
+
+    subscribers.remove(db, sub.id)
+    assert subscribers.get(db, sub.id) is None
+    assert feedback.get(db, sub.id, "2511.00001") is None
+    assert subscribers.profile(db, sub.id).is_empty
+
+
+def test_update_and_active(db: Database) -> None:
+    sub, _ = subscribers.get_or_create(db, Platform.TELEGRAM, "9", timezone="Europe/Berlin")
+    assert sub.id is not None and sub.timezone == "Europe/Berlin"
+    subscribers.update(db, sub.id, paused=True)
+    assert subscribers.active(db) == []
+    with pytest.raises(ValueError, match="unknown"):
+        subscribers.update(db, sub.id, chat_id="other")
+
+
+def test_engagement_snapshots_are_a_time_series_and_idempotent(db: Database) -> None:
+    def signal(value: float, at: datetime) -> Signal:
+        return Signal("2511.00001", "hackernews", "points", value, at, url="https://hn/1")
+
+    assert engagement.add_snapshots(db, [signal(10, NOW)]) == 1
+    assert engagement.add_snapshots(db, [signal(10, NOW + timedelta(hours=1))]) == 0
+    assert engagement.add_snapshots(db, [signal(25, NOW + timedelta(hours=2))]) == 1
+    values = [s.value for s in engagement.snapshots_since(db, NOW - timedelta(days=1))]
+    assert values == [10, 25]
+
+
+def test_cursors_track_health(db: Database) -> None:
+    cursors.record_failure(db, "hackernews", "timeout", now=NOW)
+    cursors.record_failure(db, "hackernews", "timeout", now=NOW)
+    assert cursors.get(db, "hackernews").consecutive_failures == 2
+    cursors.record_success(db, "hackernews", now=NOW, etag='"v1"')
+    row = cursors.get(db, "hackernews")
+    assert (row.consecutive_failures, row.etag, row.last_success_at) == (0, '"v1"', NOW)
+    assert [c.source for c in cursors.all_cursors(db)] == ["hackernews"]
+
+
+def test_outbox_retry_and_park(db: Database) -> None:
+    papers.upsert_papers(db, [make_paper()], now=NOW)
+    sub, _ = subscribers.get_or_create(db, Platform.TELEGRAM, "5")
+    assert sub.id is not None
+    recorded = deliveries.record_digest(
+        db, sub.id, [DigestEntry("2511.00001", 1, 1.0)], payload={"items": []}
+    )
+    assert recorded.outbox_id is not None
+    assert [m.id for m in outbox.pending(db)] == [recorded.outbox_id]
+    assert (
+        outbox.mark_retry(db, recorded.outbox_id, "502", timedelta(minutes=5), max_attempts=2)
+        is False
+    )
+    assert outbox.pending(db) == []  # not due yet
+    assert outbox.mark_retry(db, recorded.outbox_id, "502", timedelta(0), max_attempts=2) is True
+    with db.session() as session:
+        from storage.models import OutboxMessage
+
+        row = session.get(OutboxMessage, recorded.outbox_id)
+        assert row is not None and row.status == OutboxStatus.FAILED and row.attempts == 2
+
+
+def test_storage_errors_are_wrapped_with_the_cause(tmp_path: object) -> None:
+    db = Database("sqlite:///:memory:")  # never migrated: every table is missing
+    with pytest.raises(StorageError) as caught:
+        papers.count_papers(db)
+    assert caught.value.__cause__ is not None
+    assert "OperationalError" in type(caught.value.__cause__).__name__
+
+
+def test_unreachable_postgres_is_a_storage_error() -> None:
+    db = Database("postgresql://nobody:secret@127.0.0.1:1/none?connect_timeout=1")
+    with pytest.raises(StorageError) as caught:
+        db.ping()
+    assert "secret" not in str(caught.value)
+    assert "***" in redact_url(db.url)
+    db.dispose()
+
+
+def test_schema_has_the_expected_tables(db: Database) -> None:
+    tables = set(inspect(db.engine).get_table_names())
+    assert {"paper", "engagement_snapshot", "subscriber", "interest", "feedback", "digest",
+            "delivery", "outbox", "source_cursor", "alembic_version"} <= tables  # fmt: skip
