@@ -79,6 +79,16 @@ def as_number(value: object) -> float | None:
     return float(value)
 
 
+def utc_from_timestamp(seconds: float | None) -> datetime | None:
+    """Unix seconds as an aware UTC datetime; None when absent or outside the calendar."""
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def expect_object(value: object, what: str) -> dict[str, Any]:
     """``value`` if it is a JSON object, else ``MalformedPayload`` naming ``what``."""
     if not isinstance(value, dict):

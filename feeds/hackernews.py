@@ -24,6 +24,7 @@ from feeds.engagement import (
     metric_signals,
     optional_str,
     require_aware,
+    utc_from_timestamp,
 )
 from feeds.http import MalformedPayload, parse_json, raise_for_status
 from feeds.ids import find_ids
@@ -117,7 +118,7 @@ def parse_hn_search(raw: bytes, observed_at: datetime) -> HnPage:
         hits_per_page=hits_per_page,
         nb_hits=_int_field(body, "nbHits", page * hits_per_page + len(hits)),
         hit_count=len(hits),
-        oldest_created_at=datetime.fromtimestamp(oldest, UTC) if oldest is not None else None,
+        oldest_created_at=utc_from_timestamp(oldest),
     )
 
 

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -29,6 +29,7 @@ from feeds.engagement import (
     metric_signals,
     optional_str,
     require_aware,
+    utc_from_timestamp,
 )
 from feeds.http import FetchError, MalformedPayload, RateLimited, parse_json, raise_for_status
 from feeds.ids import find_ids
@@ -140,7 +141,7 @@ def parse_reddit_listing(raw: bytes, observed_at: datetime) -> RedditPage:
         mentioned_ids=tuple(mentioned),
         after=optional_str(data.get("after")),
         post_count=len(children),
-        oldest_created_at=datetime.fromtimestamp(oldest, UTC) if oldest is not None else None,
+        oldest_created_at=utc_from_timestamp(oldest),
     )
 
 
@@ -195,8 +196,6 @@ class RedditSource:
         for subreddit in self._subreddits:
             try:
                 results.append(await self._poll_subreddit(subreddit, since, now))
-            except RateLimited as exc:
-                self._pause(exc.retry_after)
             except FetchError as exc:
                 if exc.status not in (403, 404):
                     raise
@@ -217,8 +216,16 @@ class RedditSource:
             params: dict[str, str | int] = {"limit": 100, "raw_json": 1}
             if after:
                 params["after"] = after
-            response = await self._get_listing(subreddit, params)
+            try:
+                response = await self._get_listing(subreddit, params)
+            except RateLimited as exc:
+                self._pause(exc.retry_after)
+                break
             self.rate = parse_rate_headers(response.headers)
+            if response.status_code == 429:
+                # Only reached with a client that does not retry 429s itself.
+                self._pause(self.rate.reset_seconds)
+                break
             raise_for_status(response)
             page = parse_reddit_listing(response.content, now)
             pages.append(page)

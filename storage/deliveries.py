@@ -145,3 +145,22 @@ def delivery_count(db: Database, subscriber_id: int) -> int:
                 .where(DELIVERIES.c.subscriber_id == subscriber_id)
             ).scalar_one()
         )
+
+
+def scheduled_digests(db: Database, wanted: Iterable[tuple[int, date]]) -> set[tuple[int, date]]:
+    """Which of the (subscriber, local date) pairs already have their scheduled digest."""
+    pairs = list(wanted)
+    if not pairs:
+        return set()
+    found: set[tuple[int, date]] = set()
+    dates = sorted({day for _, day in pairs})
+    with db.session() as session:
+        for start in range(0, len(pairs), 500):
+            ids = [sid for sid, _ in pairs[start : start + 500]]
+            rows = session.execute(
+                select(DIGESTS.c.subscriber_id, DIGESTS.c.scheduled_for).where(
+                    DIGESTS.c.subscriber_id.in_(ids), DIGESTS.c.scheduled_for.in_(dates)
+                )
+            ).all()
+            found.update((sid, day) for sid, day in rows)
+    return found & set(pairs)

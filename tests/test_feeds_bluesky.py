@@ -1,7 +1,8 @@
-"""Bluesky: post parsing, follower weighting, the session life cycle and the credential-less mode."""
+"""Bluesky: post parsing, follower weighting, session life cycle, the credential-less mode."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from feeds.bluesky import (
     MISSING_CREDENTIALS_MESSAGE,
@@ -55,6 +58,69 @@ def assert_golden(name: str, parsed: object) -> None:
     if REGENERATE:
         expected_path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
     assert actual == json.loads(expected_path.read_text())
+
+
+FUZZ_KEYS = [
+    "posts",
+    "uri",
+    "author",
+    "did",
+    "handle",
+    "record",
+    "text",
+    "facets",
+    "features",
+    "index",
+    "byteStart",
+    "byteEnd",
+    "$type",
+    "embed",
+    "external",
+    "media",
+    "likeCount",
+    "repostCount",
+    "quoteCount",
+    "replyCount",
+    "cursor",
+    "hitsTotal",
+    "hits_total",
+    "profiles",
+    "followersCount",
+    "follows",
+]
+FUZZ_STRINGS = [
+    "app.bsky.richtext.facet#link",
+    "https://arxiv.org/abs/2401.12345",
+    "arXiv:2401.12345",
+    "at://did:plc:x/app.bsky.feed.post/1",
+    "did:plc:x",
+    "handle.invalid",
+    "é🚀",
+]
+
+
+def json_like(keys: list[str] = FUZZ_KEYS) -> st.SearchStrategy[Any]:
+    """Any JSON value whose objects use the keys the parser looks at."""
+    leaves = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(10**20), max_value=10**20),
+        st.floats(),
+        st.text(max_size=12),
+        st.sampled_from(FUZZ_STRINGS),
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(keys), inner, max_size=6)
+        ),
+        max_leaves=16,
+    )
+
+
+def json_objects() -> st.SearchStrategy[dict[str, Any]]:
+    """Objects where each key the parser reads may or may not be present, with any value."""
+    return st.fixed_dictionaries({}, optional={key: json_like() for key in FUZZ_KEYS})
 
 
 @pytest.mark.parametrize("name", ["search_posts", "search_posts_hits_total"])
@@ -446,3 +512,14 @@ async def test_fetch_follows_pages_the_public_appview_without_auth() -> None:
     assert dict(seen[0].url.params) == {"actor": "me.example.com", "limit": "100"}
     assert seen[1].url.params["cursor"] == "3lbvkq6ue7s2c"
     assert all("Authorization" not in r.headers for r in seen)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(json_objects(), max_size=4), json_like())
+def test_any_shape_parses_or_raises_malformed_payload(items: list[Any], envelope: Any) -> None:
+    bodies = ({"posts": items}, {"profiles": items}, {"follows": items}, envelope)
+    for body in bodies:
+        raw = json.dumps(body).encode()
+        for parse in (lambda r: parse_search_posts(r, OBSERVED_AT), parse_profiles, parse_follows):
+            with contextlib.suppress(MalformedPayload):
+                parse(raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from feeds.engagement import EngagementSource
 from feeds.hackernews import HackerNewsSource, fetch_hn, parse_hn_search
@@ -40,6 +43,50 @@ def assert_golden(name: str, parsed: object) -> None:
     if REGENERATE:
         expected_path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
     assert actual == json.loads(expected_path.read_text())
+
+
+FUZZ_KEYS = [
+    "hits",
+    "objectID",
+    "url",
+    "title",
+    "story_text",
+    "comment_text",
+    "author",
+    "points",
+    "num_comments",
+    "created_at_i",
+    "_tags",
+    "page",
+    "nbPages",
+    "hitsPerPage",
+    "nbHits",
+]
+FUZZ_STRINGS = ["story", "https://arxiv.org/abs/2401.12345", "arXiv:2401.12345", "12345"]
+
+
+def json_like(keys: list[str] = FUZZ_KEYS) -> st.SearchStrategy[Any]:
+    """Any JSON value whose objects use the keys the parser looks at."""
+    leaves = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(10**20), max_value=10**20),
+        st.floats(),
+        st.text(max_size=12),
+        st.sampled_from(FUZZ_STRINGS),
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(keys), inner, max_size=6)
+        ),
+        max_leaves=16,
+    )
+
+
+def json_objects() -> st.SearchStrategy[dict[str, Any]]:
+    """Objects where each key the parser reads may or may not be present, with any value."""
+    return st.fixed_dictionaries({}, optional={key: json_like() for key in FUZZ_KEYS})
 
 
 @pytest.mark.parametrize("name", ["search_by_date_2016", "search_by_date_2025"])
@@ -226,3 +273,11 @@ async def test_source_polls_with_now_as_observation_time() -> None:
     assert source.name == "hackernews"
     assert {s.observed_at for s in result.signals} == {now}
     assert result.mentioned_ids == ("2501.12948", "2502.02737", "2502.09992", "2312.00752")
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(json_objects(), max_size=4), json_like())
+def test_any_shape_parses_or_raises_malformed_payload(hits: list[Any], envelope: Any) -> None:
+    for body in ({"hits": hits, "nbPages": 1}, envelope):
+        with contextlib.suppress(MalformedPayload):
+            parse_hn_search(json.dumps(body).encode(), OBSERVED_AT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, is_dataclass
@@ -11,10 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from feeds.engagement import EngagementSource
 from feeds.http import FetchError, MalformedPayload
-from feeds.huggingface import HuggingFaceSource, days_between, fetch_daily_papers, parse_daily_papers
+from feeds.huggingface import (
+    HuggingFaceSource,
+    days_between,
+    fetch_daily_papers,
+    parse_daily_papers,
+)
 
 DATA = Path(__file__).parent / "data" / "huggingface"
 OBSERVED_AT = datetime(2025, 9, 8, 12, 0, tzinfo=UTC)
@@ -39,6 +47,34 @@ def assert_golden(name: str, parsed: object) -> None:
     if REGENERATE:
         expected_path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
     assert actual == json.loads(expected_path.read_text())
+
+
+FUZZ_KEYS = ["paper", "id", "upvotes", "numComments", "submittedBy", "submittedOnDailyBy", "user"]
+FUZZ_STRINGS = ["2509.04664", "2509.04664v2", "hf-user"]
+
+
+def json_like(keys: list[str] = FUZZ_KEYS) -> st.SearchStrategy[Any]:
+    """Any JSON value whose objects use the keys the parser looks at."""
+    leaves = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(10**20), max_value=10**20),
+        st.floats(),
+        st.text(max_size=12),
+        st.sampled_from(FUZZ_STRINGS),
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(keys), inner, max_size=6)
+        ),
+        max_leaves=16,
+    )
+
+
+def json_objects() -> st.SearchStrategy[dict[str, Any]]:
+    """Objects where each key the parser reads may or may not be present, with any value."""
+    return st.fixed_dictionaries({}, optional={key: json_like() for key in FUZZ_KEYS})
 
 
 def test_daily_papers_match_golden() -> None:
@@ -101,7 +137,9 @@ async def test_fetch_asks_for_one_day_and_sends_a_token_only_when_given() -> Non
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         anonymous = await fetch_daily_papers(client, date(2025, 9, 8), observed_at=OBSERVED_AT)
-        await fetch_daily_papers(client, date(2025, 9, 8), token="hf_example", observed_at=OBSERVED_AT)
+        await fetch_daily_papers(
+            client, date(2025, 9, 8), token="hf_example", observed_at=OBSERVED_AT
+        )
     assert len(anonymous) == 5
     assert f"{seen[0].url.scheme}://{seen[0].url.host}{seen[0].url.path}" == (
         "https://huggingface.co/api/daily_papers"
@@ -137,7 +175,9 @@ async def test_source_polls_each_recent_day_up_to_its_cap() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         asked.append(request.url.params["date"])
         paper_id = f"2509.0{len(asked):04d}"
-        return httpx.Response(200, json=[{"paper": {"id": paper_id, "upvotes": 1}, "numComments": 0}])
+        return httpx.Response(
+            200, json=[{"paper": {"id": paper_id, "upvotes": 1}, "numComments": 0}]
+        )
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         source: EngagementSource = HuggingFaceSource(client, max_days=2)
@@ -145,3 +185,11 @@ async def test_source_polls_each_recent_day_up_to_its_cap() -> None:
     assert asked == ["2025-09-07", "2025-09-08"]
     assert result.mentioned_ids == ("2509.00001", "2509.00002")
     assert source.name == "huggingface"
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(json_objects(), max_size=4), json_like())
+def test_any_shape_parses_or_raises_malformed_payload(entries: list[Any], other: Any) -> None:
+    for body in (entries, other):
+        with contextlib.suppress(MalformedPayload):
+            parse_daily_papers(json.dumps(body).encode(), OBSERVED_AT)

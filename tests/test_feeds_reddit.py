@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -14,9 +15,11 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from feeds.engagement import EngagementSource
-from feeds.http import MalformedPayload
+from feeds.engagement import EngagementResult, EngagementSource
+from feeds.http import MalformedPayload, build_client
 from feeds.reddit import RateState, RedditSource, parse_rate_headers, parse_reddit_listing
 
 DATA = Path(__file__).parent / "data" / "reddit"
@@ -44,6 +47,52 @@ def assert_golden(name: str, parsed: object) -> None:
     if REGENERATE:
         expected_path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
     assert actual == json.loads(expected_path.read_text())
+
+
+FUZZ_KEYS = [
+    "kind",
+    "data",
+    "children",
+    "after",
+    "url",
+    "selftext",
+    "permalink",
+    "author",
+    "score",
+    "num_comments",
+    "created_utc",
+]
+FUZZ_STRINGS = [
+    "Listing",
+    "t3",
+    "https://arxiv.org/abs/2401.12345",
+    "/r/x/comments/1/y/",
+    "[deleted]",
+]
+
+
+def json_like(keys: list[str] = FUZZ_KEYS) -> st.SearchStrategy[Any]:
+    """Any JSON value whose objects use the keys the parser looks at."""
+    leaves = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(10**20), max_value=10**20),
+        st.floats(),
+        st.text(max_size=12),
+        st.sampled_from(FUZZ_STRINGS),
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(keys), inner, max_size=6)
+        ),
+        max_leaves=16,
+    )
+
+
+def json_objects() -> st.SearchStrategy[dict[str, Any]]:
+    """Objects where each key the parser reads may or may not be present, with any value."""
+    return st.fixed_dictionaries({}, optional={key: json_like() for key in FUZZ_KEYS})
 
 
 def test_listing_matches_golden() -> None:
@@ -287,7 +336,7 @@ async def test_spent_budget_pauses_polling_until_reset(caplog: pytest.LogCapture
             assert source.paused_for == 42
 
             clock.now += 30
-            assert await source.poll(SINCE, OBSERVED_AT) == type(first)()
+            assert await source.poll(SINCE, OBSERVED_AT) == EngagementResult()
             assert len(fake.listing_requests) == 1
 
             clock.now += 13
@@ -296,6 +345,43 @@ async def test_spent_budget_pauses_polling_until_reset(caplog: pytest.LogCapture
     assert len(fake.listing_requests) == 4
     assert "pausing polls for 42 s" in caplog.text
     assert "skipping poll" in caplog.text
+
+
+async def test_a_429_pauses_instead_of_raising() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(
+            429, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "30"}
+        )
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        source = RedditSource(client, ["a", "b"], USER_AGENT, clock=FakeClock())
+        assert await source.poll(SINCE, OBSERVED_AT) == EngagementResult()
+    assert seen == ["/r/a/new.json"]
+    assert source.paused_for == 30
+
+
+async def test_a_long_retry_after_from_the_shared_client_pauses_the_source() -> None:
+    seen: list[str] = []
+    sleeps: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(429, headers={"Retry-After": "900"})
+
+    clock = FakeClock()
+    transport = httpx.MockTransport(handler)
+    async with build_client(transport=transport, sleep=fake_sleep, clock=clock) as client:
+        source = RedditSource(client, ["a", "b"], USER_AGENT, clock=clock)
+        assert await source.poll(SINCE, OBSERVED_AT) == EngagementResult()
+    assert seen == ["/r/a/new.json"]
+    assert sleeps == []
+    assert source.paused_for == 900
 
 
 async def test_unreadable_subreddit_is_skipped_and_others_polled(
@@ -315,3 +401,12 @@ async def test_unreadable_subreddit_is_skipped_and_others_polled(
         result = await source.poll(SINCE, OBSERVED_AT)
     assert result.mentioned_ids == ("2507.00004",)
     assert "r/gone is not readable" in caplog.text
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(json_objects(), max_size=4), json_like())
+def test_any_shape_parses_or_raises_malformed_payload(posts: list[Any], envelope: Any) -> None:
+    listing = {"kind": "Listing", "data": {"children": [{"kind": "t3", "data": p} for p in posts]}}
+    for body in (listing, envelope):
+        with contextlib.suppress(MalformedPayload):
+            parse_reddit_listing(json.dumps(body).encode(), OBSERVED_AT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, is_dataclass
@@ -11,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from feeds.http import MalformedPayload
 from feeds.semanticscholar import fetch_citations, parse_paper_batch
@@ -43,13 +46,43 @@ def assert_golden(name: str, parsed: object) -> None:
     assert actual == json.loads(expected_path.read_text())
 
 
+FUZZ_KEYS = ["paperId", "externalIds", "ArXiv", "citationCount", "influentialCitationCount"]
+FUZZ_STRINGS = ["1706.03762", "arXiv:1706.03762v7", "204e3073870fae3d05bcbc2f6a8e263d9b72e776"]
+
+
+def json_like(keys: list[str] = FUZZ_KEYS) -> st.SearchStrategy[Any]:
+    """Any JSON value whose objects use the keys the parser looks at."""
+    leaves = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(10**20), max_value=10**20),
+        st.floats(),
+        st.text(max_size=12),
+        st.sampled_from(FUZZ_STRINGS),
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(keys), inner, max_size=6)
+        ),
+        max_leaves=16,
+    )
+
+
+def json_objects() -> st.SearchStrategy[dict[str, Any]]:
+    """Objects where each key the parser reads may or may not be present, with any value."""
+    return st.fixed_dictionaries({}, optional={key: json_like() for key in FUZZ_KEYS})
+
+
 def test_batch_matches_golden() -> None:
     raw = (DATA / "batch_with_null.json").read_bytes()
     assert_golden("batch_with_null", parse_paper_batch(raw, REQUESTED, OBSERVED_AT))
 
 
 def test_nulls_and_stubs_are_skipped_and_positions_fill_gaps() -> None:
-    signals = parse_paper_batch((DATA / "batch_with_null.json").read_bytes(), REQUESTED, OBSERVED_AT)
+    signals = parse_paper_batch(
+        (DATA / "batch_with_null.json").read_bytes(), REQUESTED, OBSERVED_AT
+    )
     values = {(s.arxiv_id, s.metric): s.value for s in signals}
     assert values == {
         ("1706.03762", "citations"): 151234.0,
@@ -70,7 +103,9 @@ def test_external_arxiv_id_beats_position() -> None:
         {"paperId": "b", "externalIds": {"ArXiv": "1810.04805"}, "citationCount": 2},
         {"paperId": "a", "externalIds": {"ArXiv": "1706.03762"}, "citationCount": 1},
     ]
-    signals = parse_paper_batch(json.dumps(swapped).encode(), ["1706.03762", "1810.04805"], OBSERVED_AT)
+    signals = parse_paper_batch(
+        json.dumps(swapped).encode(), ["1706.03762", "1810.04805"], OBSERVED_AT
+    )
     assert [(s.arxiv_id, s.value) for s in signals] == [("1810.04805", 2.0), ("1706.03762", 1.0)]
 
 
@@ -129,14 +164,18 @@ async def test_fetch_chunks_by_500_and_paces_anonymous_calls() -> None:
     recorder = Recorder()
     wanted = [*_ids(1203), "2507.00001", "not an id"]
     async with httpx.AsyncClient(transport=httpx.MockTransport(recorder.handler)) as client:
-        signals = await fetch_citations(client, wanted, observed_at=OBSERVED_AT, sleep=recorder.sleep)
+        signals = await fetch_citations(
+            client, wanted, observed_at=OBSERVED_AT, sleep=recorder.sleep
+        )
     assert [len(json.loads(r.content)["ids"]) for r in recorder.requests] == [500, 500, 203]
     first = recorder.requests[0]
     assert first.method == "POST"
     assert f"{first.url.scheme}://{first.url.host}{first.url.path}" == (
         "https://api.semanticscholar.org/graph/v1/paper/batch"
     )
-    assert dict(first.url.params) == {"fields": "externalIds,citationCount,influentialCitationCount"}
+    assert dict(first.url.params) == {
+        "fields": "externalIds,citationCount,influentialCitationCount"
+    }
     assert json.loads(first.content)["ids"][:2] == ["ARXIV:2507.00001", "ARXIV:2507.00002"]
     assert all("x-api-key" not in r.headers for r in recorder.requests)
     assert recorder.sleeps == [3.0, 3.0]
@@ -158,3 +197,17 @@ async def test_fetch_with_no_ids_makes_no_request() -> None:
         assert await fetch_citations(client, [], sleep=recorder.sleep) == ()
     assert recorder.requests == []
     assert recorder.sleeps == []
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.none() | json_objects(), max_size=4),
+    json_like(),
+    st.lists(st.sampled_from(["1706.03762", "2106.15928", "junk"]), max_size=4),
+)
+def test_any_shape_parses_or_raises_malformed_payload(
+    items: list[Any], other: Any, requested: list[str]
+) -> None:
+    for body in (items, other):
+        with contextlib.suppress(MalformedPayload):
+            parse_paper_batch(json.dumps(body).encode(), requested, OBSERVED_AT)
