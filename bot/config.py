@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     slack_api_base_url: str = Field(
         default="https://slack.com/api/", description="Slack Web API base URL"
     )
+    digest_staleness_hours: float = Field(
+        default=6.0,
+        description="A digest missed by more than this (service down) is skipped, not sent late",
+    )
     default_timezone: str = Field(default="UTC", description="Time zone for new subscribers")
     default_digest_time: str = Field(default="08:00", description="Local digest time (HH:MM)")
 

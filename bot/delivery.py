@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.chat.sender import ChatSender, PermanentDeliveryError, RetryLater
+from bot.metrics import MESSAGES_FAILED, MESSAGES_SENT, RATE_LIMITED
 from bot.ratelimit import LIMITS, ChatRateLimiter
 from storage import outbox, subscribers
 from storage.db import Database
@@ -149,6 +150,7 @@ class DeliveryWorker:
                 count_attempt=False,
             )
             report.rate_limited += 1
+            RATE_LIMITED.labels(message.platform.value).inc()
             log.warning("rate limited, backing off: %s", exc, extra=context)
             return
         except PermanentDeliveryError as exc:
@@ -156,6 +158,7 @@ class DeliveryWorker:
             subscribers.update(self.db, message.subscriber_id, active=False)
             report.failed += 1
             report.deactivated.append(message.subscriber_id)
+            MESSAGES_FAILED.labels(message.platform.value, "permanent").inc()
             log.warning("subscriber deactivated: %s", exc, extra=context)
             return
         except Exception as exc:  # network, 5xx, a bug in a renderer: never lose the message
@@ -163,15 +166,18 @@ class DeliveryWorker:
             if attempts >= self.policy.max_attempts:
                 outbox.mark_failed(self.db, message.id, f"gave up after {attempts} attempts: {exc}")
                 report.failed += 1
+                MESSAGES_FAILED.labels(message.platform.value, "gave_up").inc()
                 log.error("delivery failed for good: %s", exc, extra=context)
             else:
                 delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempts - 1))
                 outbox.reschedule(self.db, message.id, self._now() + delay, error=str(exc))
                 report.retried += 1
+                MESSAGES_FAILED.labels(message.platform.value, "transient").inc()
                 log.warning("delivery failed, retrying in %s: %s", delay, exc, extra=context)
             return
         outbox.mark_sent(self.db, message.id, message_id, now=self._now())
         report.sent += 1
+        MESSAGES_SENT.labels(message.platform.value).inc()
         log.info("delivered", extra=context)
 
 
