@@ -29,7 +29,7 @@ errors = Console(stderr=True)
 
 def _settings() -> Settings:
     settings = Settings()
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log_level, settings.log_format, settings.secret_values())
     return settings
 
 

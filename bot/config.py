@@ -117,6 +117,14 @@ class Settings(BaseSettings):
 
         return f"trending-papers/{version('trending-papers')} (+mailto:{self.contact_email})"
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for masking in logs."""
+        return [
+            value.get_secret_value()
+            for value in self.__dict__.values()
+            if isinstance(value, SecretStr) and value.get_secret_value()
+        ]
+
     @property
     def is_sqlite(self) -> bool:
         """True when the database is the embedded SQLite default."""

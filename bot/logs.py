@@ -1,13 +1,29 @@
-"""Logging: human-readable by default, one JSON object per line with ``TP_LOG_FORMAT=json``."""
+"""Logging: human-readable by default, one JSON object per line with ``TP_LOG_FORMAT=json``.
+
+Context passed with ``extra={"subscriber": 7, "source": "reddit"}`` shows up in both formats.
+Every configured secret is masked in every record before it is written, whatever logged it
+(a library that prints a request URL with the bot token in it, say).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+MASK = "***"
+
+
+def context_of(record: logging.LogRecord) -> dict[str, object]:
+    """The ``extra=`` fields of a record."""
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
 
 
 class JsonFormatter(logging.Formatter):
@@ -15,30 +31,72 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Serialise ``record`` as JSON."""
-        data = {
+        data: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        data.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+        data.update(context_of(record))
+        if record.exc_info or record.exc_text:
+            # exc_text is what the secret masker cleaned; format afresh only without it.
+            data["exc"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
         return json.dumps(data, default=str)
 
 
-def configure(level: str = "INFO", fmt: str = "text") -> None:
+class TextFormatter(logging.Formatter):
+    """``time level logger: message key=value…``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The classic line with the record's context appended."""
+        line = super().format(record)
+        context = context_of(record)
+        if context:
+            line += " " + " ".join(f"{k}={v}" for k, v in context.items())
+        return line
+
+
+class SecretMasker(logging.Filter):
+    """Replaces every known secret in a record's message, arguments and context."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        # Longest first, so a secret containing another is masked whole.
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Mask in place; never drops a record."""
+        if not self.secrets:
+            return True
+        record.msg = self._mask(record.getMessage())
+        record.args = None
+        for key, value in context_of(record).items():
+            if isinstance(value, str):
+                setattr(record, key, self._mask(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._mask(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = self._mask(record.exc_text)
+        return True
+
+
+def configure(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
     """Configure the root logger once for the CLI and the service."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(SecretMasker(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Libraries that log every request at INFO drown our own lines.
+    # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token; the
+    # masker would catch it, but these lines are noise anyway.
     for noisy in ("httpx", "httpcore", "alembic", "apscheduler.executors.default"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
