@@ -23,7 +23,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema: create, upgrade, inspect.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-console = Console()
+# Soft wrap: long titles wrap where the terminal wraps them, not at a guessed width.
+console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
 
@@ -54,11 +55,14 @@ def demo(
         str | None, typer.Option(help="Database URL (default: a demo SQLite file)")
     ] = None,
     reset: Annotated[bool, typer.Option(help="Start from an empty demo database")] = False,
+    verbose: Annotated[bool, typer.Option(help="Show the pipeline's log lines")] = False,
 ) -> None:
     """Run the whole pipeline offline on bundled recorded feeds and print a digest."""
     from bot.demo import run_demo
 
     settings = _settings()
+    if not verbose:
+        logs.configure("WARNING", settings.log_format, settings.secret_values())
     url = database or default_demo_database()
     if reset and url.startswith("sqlite:///"):
         for suffix in ("", "-wal", "-shm"):
@@ -115,6 +119,50 @@ def ingest(
         db.dispose()
 
 
+@app.command("outbox")
+def outbox_command(
+    status: Annotated[
+        str | None, typer.Option(help="Only rows with this status: pending, sending, sent, failed")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows to show")] = 20,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Give every failed message another chance")
+    ] = False,
+) -> None:
+    """Show the outbox: counts per status and the latest rows with their errors."""
+    from rich.table import Table
+
+    from storage import outbox
+    from storage.models import OutboxStatus
+
+    settings = _settings()
+    try:
+        wanted = OutboxStatus(status) if status else None
+    except ValueError:
+        raise _fail(f"unknown status {status!r}: use pending, sending, sent or failed") from None
+    db = Database(settings.database_url)
+    try:
+        if retry_failed:
+            console.print(f"{outbox.requeue_failed(db)} failed messages queued again.")
+        counts = outbox.counts(db)
+        rows = outbox.messages(db, status=wanted, limit=limit)
+    except StorageError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        db.dispose()
+    summary = ", ".join(
+        f"{name} {counts.get(name, 0)}" for name in ("pending", "sending", "sent", "failed")
+    )
+    console.print(f"Outbox: {summary}")
+    table = Table("id", "subscriber", "status", "attempts", "next attempt", "error")
+    for row in rows:
+        table.add_row(
+            str(row.id), str(row.subscriber_id), str(row.status), str(row.attempts),
+            row.next_attempt_at.strftime("%Y-%m-%d %H:%M"), (row.last_error or "")[:60],
+        )  # fmt: skip
+    console.print(table)
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
@@ -151,6 +199,17 @@ def db_status() -> None:
         db.dispose()
     state = "up to date" if current == head else "needs `trending-papers db upgrade`"
     console.print(f"{redact_url(settings.database_url)}: revision {current or 'none'} ({state})")
+
+
+def _register_feature_commands() -> None:
+    """Commands that live with their features, listed after the core ones in ``--help``."""
+    from bot import cli_ops, cli_trend
+
+    cli_trend.register(app)
+    cli_ops.register(app, db_app=db_app)
+
+
+_register_feature_commands()
 
 
 def main() -> None:

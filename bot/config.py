@@ -14,6 +14,8 @@ from typing import Annotated
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 def default_database_url() -> str:
@@ -26,7 +28,12 @@ class Settings(BaseSettings):
     """All runtime configuration. Field ``foo_bar`` is set with ``TP_FOO_BAR``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TP_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="TP_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # "TP_TELEGRAM_TOKEN=" in an env file means "not set", not an empty token.
+        env_ignore_empty=True,
     )
 
     # --- storage ---------------------------------------------------------------------------
@@ -67,6 +74,37 @@ class Settings(BaseSettings):
     digest_size: int = Field(default=10, description="Papers per digest for new subscribers")
     trend_half_life_hours: float = Field(default=36.0, description="Trend decay half-life (h)")
     title_weight: int = Field(default=2, description="How many times the title counts vs abstract")
+    trend_weights: dict[str, float] = Field(
+        default={
+            "hackernews": 1.0,
+            "reddit": 0.8,
+            "bluesky": 1.0,
+            "huggingface": 1.0,
+            "semanticscholar": 0.5,
+        },
+        description="Weight of each source in the trend score (JSON); unlisted sources count 1",
+    )
+    trend_velocity_weight: float = Field(default=0.5, description="Weight of 24-hour growth")
+    trend_window_days: float = Field(
+        default=7.0, description="Days of snapshots read for the trend and its percentiles"
+    )
+    trend_scale_floor: float = Field(
+        default=10.0, description="A source's scale is at least log1p of this"
+    )
+    trend_circle_weight: float = Field(
+        default=1.0, description="Extra trend per log1p(people you follow who posted it)"
+    )
+    engagement_sources: Annotated[list[str], NoDecode] = Field(
+        default=["hackernews", "reddit", "bluesky", "huggingface", "semanticscholar"],
+        description="Engagement sources to poll",
+    )
+    engagement_lookback_days: float = Field(
+        default=3.0, description="Each engagement poll re-reads posts this recent"
+    )
+    citations_min_age_days: float = Field(
+        default=3.0, description="Semantic Scholar is asked about papers at least this old"
+    )
+    citations_max_age_days: float = Field(default=30.0, description="…and at most this old")
 
     # --- chat ------------------------------------------------------------------------------
     telegram_token: SecretStr | None = Field(default=None, description="Bot token from @BotFather")
@@ -101,7 +139,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: str = Field(default="text", description="text (human) or json")
 
-    @field_validator("arxiv_categories", "reddit_subreddits", mode="before")
+    @field_validator("arxiv_categories", "reddit_subreddits", "engagement_sources", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -118,12 +156,19 @@ class Settings(BaseSettings):
         return f"trending-papers/{version('trending-papers')} (+mailto:{self.contact_email})"
 
     def secret_values(self) -> list[str]:
-        """Every configured secret, for masking in logs."""
-        return [
+        """Every configured secret (and the database password), for masking in logs."""
+        secrets = [
             value.get_secret_value()
             for value in self.__dict__.values()
             if isinstance(value, SecretStr) and value.get_secret_value()
         ]
+        try:
+            password = make_url(self.database_url).password
+        except ArgumentError:
+            password = None
+        if password:
+            secrets.append(str(password))
+        return secrets
 
     @property
     def is_sqlite(self) -> bool:

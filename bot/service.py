@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -24,10 +25,12 @@ from starlette.routing import BaseRoute
 from bot.chat.sender import ChatSender
 from bot.config import Settings
 from bot.delivery import DeliveryWorker
+from bot.engagement import EngagementJobs
 from bot.ingest import ingest_announcements
 from bot.leader import LeaderLock
 from bot.metrics import DIGEST_BUILD_SECONDS, REGISTRY, DatabaseGauges
 from bot.scheduler import Jobs, TrendProvider, build_scheduler, digest_tick
+from bot.trend import TrendConfig, scores_and_lines
 from bot.web import HealthState, build_web_app
 from feeds.http import HttpPolicy, build_client
 from storage.db import Database, redact_url
@@ -105,7 +108,10 @@ class Service:
         self.platforms = list(platforms)
         self.db = db or Database(settings.database_url)
         self.transport = transport
-        self.trend_provider = trend_provider
+        self.trend_provider = trend_provider or partial(
+            scores_and_lines, config=TrendConfig.from_settings(settings)
+        )
+        self.engagement: EngagementJobs | None = None
         self.serve_http = serve_http
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self.leader = LeaderLock(self.db, retry_seconds=leader_retry_seconds)
@@ -152,17 +158,21 @@ class Service:
         assert self.client is not None
         await ingest_announcements(self.db, self.client, self.settings.arxiv_categories)
 
+    async def _poll_recent(self) -> None:
+        assert self.engagement is not None
+        await self.engagement.poll_recent()
+
+    async def _poll_older(self) -> None:
+        assert self.engagement is not None
+        await self.engagement.poll_older()  # also refreshes subscribers' Bluesky circles
+
     def jobs(self) -> Jobs:
         """The scheduled jobs of this service (each runs only on the leader)."""
-
-        async def nothing() -> None:
-            return None
-
         return Jobs(
             digest_tick=self._leader_only("digest_tick", self._digest_tick),
             poll_arxiv=self._leader_only("poll_arxiv", self._poll_arxiv),
-            poll_engagement_recent=self._leader_only("poll_recent", nothing),
-            poll_engagement_older=self._leader_only("poll_older", nothing),
+            poll_engagement_recent=self._leader_only("poll_recent", self._poll_recent),
+            poll_engagement_older=self._leader_only("poll_older", self._poll_older),
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -172,6 +182,7 @@ class Service:
         await asyncio.to_thread(upgrade, self.db)
         log.info("database ready: %s", redact_url(self.db.url))
         self.client = build_client(http_policy(self.settings), transport=self.transport)
+        self.engagement = EngagementJobs(self.db, self.client, self.settings)
         REGISTRY.register(self._gauges)
         scheduler = build_scheduler(self.jobs())
         started: list[ChatPlatform] = []

@@ -27,6 +27,7 @@ from feeds.engagement import (
     metric_signals,
     optional_object,
     optional_str,
+    reading,
     require_aware,
 )
 from feeds.http import FetchError, MalformedPayload, parse_json, raise_for_status
@@ -307,7 +308,8 @@ class BlueskySource:
                 params["cursor"] = cursor
             response = await self._session.get("app.bsky.feed.searchPosts", params)
             raise_for_status(response)
-            page = parse_search_posts(response.content, now)
+            with reading(response):
+                page = parse_search_posts(response.content, now)
             pages.append(page)
             cursor = page.cursor
             if not cursor or not page.post_count:
@@ -337,7 +339,8 @@ async def fetch_follows(
             f"{PUBLIC_APPVIEW_URL}/xrpc/app.bsky.graph.getFollows", params=params
         )
         raise_for_status(response)
-        page, cursor = parse_follows(response.content)
+        with reading(response):
+            page, cursor = parse_follows(response.content)
         dids.update(dict.fromkeys(page))
         if not cursor or not page:
             break
@@ -353,7 +356,8 @@ async def _followers(session: BlueskySession, dids: Sequence[str]) -> dict[str, 
                 "app.bsky.actor.getProfiles", [("actors", did) for did in chunk]
             )
             raise_for_status(response)
-            followers.update(parse_profiles(response.content))
+            with reading(response):
+                followers.update(parse_profiles(response.content))
         except FetchError as exc:
             # Weighting is a refinement: unweighted signals beat no signals.
             log.warning("Bluesky: could not read follower counts (%s); posts stay unweighted", exc)

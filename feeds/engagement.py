@@ -7,10 +7,13 @@ with ``KeyError`` or ``TypeError``, when an API changes shape under us.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import httpx
 
 from feeds.http import MalformedPayload
 from feeds.records import Signal
@@ -25,6 +28,10 @@ class EngagementResult:
     """Where paging stopped when the poll ended early (page cap, rate limit); None when complete."""
     mentioned_ids: tuple[str, ...] = ()
     """Every arXiv id the poll saw, in first-seen order, even ones without a usable number."""
+    problems: tuple[str, ...] = field(default=(), compare=False)
+    """Faults that cut the poll short without failing it (a rate-limit pause, an unreadable
+    subreddit), each naming its URL, so the caller can log them and count them in the source's
+    health. Diagnostics only: two results with the same data compare equal."""
 
 
 class EngagementSource(Protocol):
@@ -46,11 +53,13 @@ def merge_results(
     """
     signals: dict[tuple[str, str, str, str | None], Signal] = {}
     seen: dict[str, None] = {}
+    problems: list[str] = []
     for result in results:
         for signal in result.signals:
             signals.setdefault((signal.arxiv_id, signal.source, signal.metric, signal.url), signal)
         seen.update(dict.fromkeys(result.mentioned_ids))
-    return EngagementResult(tuple(signals.values()), cursor, tuple(seen))
+        problems.extend(result.problems)
+    return EngagementResult(tuple(signals.values()), cursor, tuple(seen), tuple(problems))
 
 
 def metric_signals(
@@ -87,6 +96,21 @@ def utc_from_timestamp(seconds: float | None) -> datetime | None:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
         return None
+
+
+@contextmanager
+def reading(response: httpx.Response) -> Iterator[None]:
+    """Name ``response``'s URL and status in a ``MalformedPayload`` raised while parsing it.
+
+    The pure parsers never see a URL; without this, "unexpected schema" errors would be
+    logged without saying which request returned the bad body.
+    """
+    try:
+        yield
+    except MalformedPayload as exc:
+        if exc.url:
+            raise
+        raise MalformedPayload(exc.reason, str(response.request.url), response.status_code) from exc
 
 
 def expect_object(value: object, what: str) -> dict[str, Any]:

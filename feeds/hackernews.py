@@ -23,6 +23,7 @@ from feeds.engagement import (
     merge_results,
     metric_signals,
     optional_str,
+    reading,
     require_aware,
     utc_from_timestamp,
 )
@@ -151,7 +152,8 @@ async def fetch_hn(
             },
         )
         raise_for_status(response)
-        page = parse_hn_search(response.content, observed_at)
+        with reading(response):
+            page = parse_hn_search(response.content, observed_at)
         pages.append(page)
         read = (page.page + 1) * page.hits_per_page
         if not page.is_last and read < REACHABLE_HITS and page_number + 1 < max_pages:

@@ -21,6 +21,7 @@ from feeds.engagement import (
     metric_signals,
     optional_object,
     optional_str,
+    reading,
     require_aware,
 )
 from feeds.http import parse_json, raise_for_status
@@ -73,7 +74,8 @@ async def fetch_daily_papers(
         DAILY_PAPERS_URL, params={"date": day.isoformat(), "limit": 100}, headers=headers
     )
     raise_for_status(response)
-    return parse_daily_papers(response.content, observed_at or datetime.now(UTC))
+    with reading(response):
+        return parse_daily_papers(response.content, observed_at or datetime.now(UTC))
 
 
 class HuggingFaceSource:

@@ -28,6 +28,7 @@ from feeds.engagement import (
     merge_results,
     metric_signals,
     optional_str,
+    reading,
     require_aware,
     utc_from_timestamp,
 )
@@ -190,7 +191,9 @@ class RedditSource:
         since = require_aware(since, "since")
         if self.paused_for > 0:
             log.info("Reddit: request budget spent; skipping poll for %.0f s more", self.paused_for)
-            return EngagementResult()
+            return EngagementResult(
+                problems=(f"request budget spent; polling paused for {self.paused_for:.0f} s more",)
+            )
         self._paused_until = None
         results: list[EngagementResult] = []
         for subreddit in self._subreddits:
@@ -203,6 +206,11 @@ class RedditSource:
                 log.warning(
                     "Reddit: r/%s is not readable (HTTP %s); skipped", subreddit, exc.status
                 )
+                results.append(
+                    EngagementResult(
+                        problems=(f"r/{subreddit} not readable (HTTP {exc.status}) ({exc.url})",)
+                    )
+                )
             if self._paused_until is not None:
                 break
         return merge_results(results)
@@ -211,6 +219,7 @@ class RedditSource:
         self, subreddit: str, since: datetime, now: datetime
     ) -> EngagementResult:
         pages: list[RedditPage] = []
+        problems: list[str] = []
         after: str | None = None
         for _ in range(self._max_pages):
             params: dict[str, str | int] = {"limit": 100, "raw_json": 1}
@@ -219,15 +228,20 @@ class RedditSource:
             try:
                 response = await self._get_listing(subreddit, params)
             except RateLimited as exc:
-                self._pause(exc.retry_after)
+                wait = self._pause(exc.retry_after)
+                problems.append(f"rate limited; polling paused for {wait:.0f} s ({exc.url})")
                 break
             self.rate = parse_rate_headers(response.headers)
             if response.status_code == 429:
                 # Only reached with a client that does not retry 429s itself.
-                self._pause(self.rate.reset_seconds)
+                wait = self._pause(self.rate.reset_seconds)
+                problems.append(
+                    f"rate limited; polling paused for {wait:.0f} s ({response.request.url})"
+                )
                 break
             raise_for_status(response)
-            page = parse_reddit_listing(response.content, now)
+            with reading(response):
+                page = parse_reddit_listing(response.content, now)
             pages.append(page)
             after = page.after
             if self.rate.exhausted:
@@ -235,7 +249,12 @@ class RedditSource:
                 break
             if not after or page.oldest_created_at is None or page.oldest_created_at < since:
                 break
-        return merge_results(EngagementResult(p.signals, None, p.mentioned_ids) for p in pages)
+        return merge_results(
+            [
+                *(EngagementResult(p.signals, None, p.mentioned_ids) for p in pages),
+                EngagementResult(problems=tuple(problems)),
+            ]
+        )
 
     async def _get_listing(self, subreddit: str, params: dict[str, str | int]) -> httpx.Response:
         headers = {"User-Agent": self._user_agent}
@@ -276,7 +295,8 @@ class RedditSource:
         self._token_expires_at = self._clock() + max(0.0, lifetime - TOKEN_EXPIRY_MARGIN)
         return token
 
-    def _pause(self, seconds: float | None) -> None:
+    def _pause(self, seconds: float | None) -> float:
         wait = DEFAULT_RESET if seconds is None else max(seconds, 1.0)
         self._paused_until = self._clock() + wait
         log.warning("Reddit: request budget spent; pausing polls for %.0f s", wait)
+        return wait

@@ -19,6 +19,7 @@ from feeds.engagement import (
     metric_signals,
     optional_object,
     optional_str,
+    reading,
 )
 from feeds.http import parse_json, raise_for_status
 from feeds.ids import find_id
@@ -101,5 +102,6 @@ async def fetch_citations(
             headers=headers,
         )
         raise_for_status(response)
-        signals += parse_paper_batch(response.content, chunk, observed_at)
+        with reading(response):
+            signals += parse_paper_batch(response.content, chunk, observed_at)
     return tuple(signals)
