@@ -28,6 +28,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py 50000
+	$(BIN)/python bench/trend.py
+	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/rank.py
+	$(BIN)/python bench/fanout.py 10000
+	$(BIN)/python bench/telegram_commands.py 1000
+	$(BIN)/python bench/slack_commands.py 1000
 
 # Regenerate the lock after changing dependencies in pyproject.toml (needs the package index).
 lock: $(STAMP)

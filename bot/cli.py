@@ -25,7 +25,7 @@ app.add_typer(db_app, name="db")
 
 # Soft wrap: long titles wrap where the terminal wraps them, not at a guessed width.
 console = Console(soft_wrap=True)
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -79,6 +79,38 @@ def demo(
         f"[dim]Demo database: {redact_url(url)} · {result.papers_sent} papers sent · "
         f"log level {settings.log_level}[/]"
     )
+
+
+@app.command()
+def run() -> None:
+    """Run the bot: chat adapters, scheduler, delivery, /healthz and /metrics (Ctrl-C stops)."""
+    import signal
+    from functools import partial
+
+    from bot.platforms import configured_platforms
+    from bot.service import Service, missing_chat_message
+    from bot.trend import TrendConfig, scores_and_lines
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    trend = partial(scores_and_lines, config=TrendConfig.from_settings(settings))
+    platforms = configured_platforms(settings, db, trend)
+    if not platforms:
+        db.dispose()
+        raise _fail(missing_chat_message())
+    service = Service(settings, platforms, db=db, trend_provider=trend)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await service.run(stop)
+
+    try:
+        asyncio.run(main())
+    except StorageError as exc:
+        raise _fail(f"{exc} (database: {redact_url(settings.database_url)})") from exc
 
 
 @app.command()
@@ -203,9 +235,12 @@ def db_status() -> None:
 
 def _register_feature_commands() -> None:
     """Commands that live with their features, listed after the core ones in ``--help``."""
-    from bot import cli_ops, cli_trend
+    from bot import cli_chat, cli_ops, cli_rank, cli_search, cli_trend
 
+    cli_chat.register(app)
+    cli_search.register(app)
     cli_trend.register(app)
+    cli_rank.register(app)
     cli_ops.register(app, db_app=db_app)
 
 

@@ -126,6 +126,30 @@ class Settings(BaseSettings):
     slack_api_base_url: str = Field(
         default="https://slack.com/api/", description="Slack Web API base URL"
     )
+    slack_client_id: str | None = Field(
+        default=None, description="Slack app client id: OAuth installs into many workspaces"
+    )
+    slack_client_secret: SecretStr | None = Field(
+        default=None, description="Slack app client secret (OAuth)"
+    )
+    slack_scopes: Annotated[list[str], NoDecode] = Field(
+        default=[
+            "commands",
+            "chat:write",
+            "chat:write.public",
+            "users:read",
+            "im:write",
+            "im:history",
+            "app_mentions:read",
+        ],
+        description="Bot scopes the OAuth install asks for (comma-separated or JSON list)",
+    )
+    slack_redirect_uri: str | None = Field(
+        default=None, description="Public URL of /slack/oauth_redirect (OAuth)"
+    )
+    slack_command: str = Field(
+        default="/papers", description="The app's slash command, as named in its manifest"
+    )
     digest_staleness_hours: float = Field(
         default=6.0,
         description="A digest missed by more than this (service down) is skipped, not sent late",
@@ -139,7 +163,9 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: str = Field(default="text", description="text (human) or json")
 
-    @field_validator("arxiv_categories", "reddit_subreddits", "engagement_sources", mode="before")
+    @field_validator(
+        "arxiv_categories", "reddit_subreddits", "engagement_sources", "slack_scopes", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -1,24 +1,48 @@
 """Digests: pick each subscriber's papers and write them, with their deliveries, to the outbox.
 
 A digest only ever holds papers from the freshness window that the subscriber has never been
-given; the deliveries are recorded in the same transaction as the outbox message, so a paper
-is handed to a subscriber at most once, across restarts and concurrent builders.
+given (nor rated: they have seen those); the deliveries are recorded in the same transaction
+as the outbox message, so a paper is handed to a subscriber at most once, across restarts and
+concurrent builders.
+
+Ranking input is loaded for all subscribers at once: explicit profiles, delivered ids,
+👍/👎/🔖 ratings with the rated papers' text (for Rocchio and "similar to …"), and stored
+learned models (trained in batch by ``bot.learning``; never at digest time).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
-from bot.ranking import Candidate, PaperIndex, ProfileQuery, Ranked, score_all
-from storage import deliveries, papers, subscribers
+from bot.circle import circle_counts, circle_line
+from bot.learning import as_linear_model
+from bot.ranking import (
+    DEFAULT_WEIGHTS,
+    FEATURE_SPACE,
+    Candidate,
+    PaperIndex,
+    ProfileQuery,
+    Ranked,
+    RankResult,
+    Weights,
+    rank,
+)
+from storage import deliveries, feedback, learned, papers, subscribers
 from storage.db import Database
 from storage.deliveries import DigestEntry, RecordedDigest
+from storage.errors import StorageError
 from storage.models import Paper, Subscriber
 
+log = logging.getLogger(__name__)
+
 AUTHORS_SHOWN = 3
+_ID_CHUNK = 900
+_CIRCLE_NOTE = "you follow posted this"
 
 
 @dataclass(frozen=True)
@@ -52,6 +76,25 @@ class DigestOutcome:
     """None when there was nothing new to send."""
 
 
+@dataclass
+class Plan:
+    """One ranking pass over many subscribers: the result plus what it was computed from."""
+
+    result: RankResult
+    papers: dict[str, Paper]
+    subscribers: list[Subscriber]
+
+    def ranked(self, subscriber_id: int) -> list[Ranked]:
+        """A subscriber's ranked papers with their score parts, best first."""
+        size = self.sizes[subscriber_id]
+        return self.result.items(self.result.row_of(subscriber_id))[:size]
+
+    @cached_property
+    def sizes(self) -> dict[int, int]:
+        """Digest size of each planned subscriber."""
+        return {s.id: s.digest_size for s in self.subscribers if s.id is not None}
+
+
 def candidates(db: Database, now: datetime, freshness_days: int) -> list[Paper]:
     """Papers inside the freshness window."""
     return papers.recent_papers(db, now - timedelta(days=freshness_days))
@@ -66,18 +109,41 @@ def to_candidate(paper: Paper) -> Candidate:
         authors=tuple(paper.authors),
         categories=tuple(paper.categories),
         announced=paper.announced or paper.published,
+        version=paper.version,
     )
 
 
-def queries_for(db: Database, subs: Sequence[Subscriber]) -> list[ProfileQuery]:
-    """Ranking queries (profile + never-repeat exclusions) for many subscribers at once."""
+def _load_papers(db: Database, ids: Sequence[str]) -> dict[str, Paper]:
+    found: dict[str, Paper] = {}
+    for start in range(0, len(ids), _ID_CHUNK):
+        found.update(papers.get_papers(db, list(ids[start : start + _ID_CHUNK])))
+    return found
+
+
+def queries_for(
+    db: Database,
+    subs: Sequence[Subscriber],
+    index: PaperIndex | None = None,
+) -> tuple[list[ProfileQuery], dict[str, Paper]]:
+    """Ranking queries for many subscribers at once, and the rated papers they refer to.
+
+    Exclusions are cut down to ids the ``index`` knows (delivered lists only grow).
+    """
     ids = [s.id for s in subs if s.id is not None]
     profiles = subscribers.profiles(db, ids)
     delivered = deliveries.delivered_ids(db, ids)
+    ratings = feedback.ratings(db, ids)
+    models = learned.load_models(db, ids, space=FEATURE_SPACE)
+    rated = _load_papers(db, sorted({x for r in ratings.values() for x in r}))
+    known = index.position if index is not None else None
     queries = []
     for sub in subs:
-        assert sub.id is not None
+        if sub.id is None:
+            continue
         profile = profiles[sub.id]
+        given = ratings[sub.id]
+        exclude = delivered[sub.id] if known is None else delivered[sub.id] & known.keys()
+        stored = models.get(sub.id)
         queries.append(
             ProfileQuery(
                 subscriber_id=sub.id,
@@ -86,11 +152,34 @@ def queries_for(db: Database, subs: Sequence[Subscriber]) -> list[ProfileQuery]:
                 categories=tuple(profile.categories),
                 muted=tuple(profile.muted),
                 categories_filter=sub.categories_mode == "filter",
-                exclude=frozenset(delivered[sub.id]),
+                exclude=frozenset(exclude),
                 trend_weight=sub.trend_weight,
+                liked=tuple(x for x, v in given.items() if v > 0),
+                disliked=tuple(x for x, v in given.items() if v < 0),
+                model=as_linear_model(stored) if stored is not None else None,
             )
         )
-    return queries
+    return queries, rated
+
+
+def plan(
+    db: Database,
+    subs: Sequence[Subscriber],
+    now: datetime,
+    *,
+    freshness_days: int = 3,
+    title_weight: int = 2,
+    trend: Mapping[str, float] | None = None,
+    weights: Weights = DEFAULT_WEIGHTS,
+) -> Plan:
+    """Rank the fresh papers for every subscriber in ``subs`` in one pass."""
+    fresh = candidates(db, now, freshness_days)
+    index = PaperIndex.build([to_candidate(p) for p in fresh], title_weight=title_weight)
+    queries, rated = queries_for(db, subs, index)
+    rated_set = index.rated_set(to_candidate(p) for p in rated.values())
+    size = max((s.digest_size for s in subs), default=0)
+    result = rank(index, queries, trend, rated=rated_set, k=size, weights=weights)
+    return Plan(result, {p.arxiv_id: p for p in fresh}, [s for s in subs if s.id is not None])
 
 
 def rank_for(
@@ -102,22 +191,57 @@ def rank_for(
     title_weight: int = 2,
     trend: Mapping[str, float] | None = None,
     trend_lines: Mapping[str, str] | None = None,
+    weights: Weights = DEFAULT_WEIGHTS,
+    circle: bool = True,
 ) -> dict[int, list[DigestItem]]:
-    """Digest items for every subscriber in one ranking pass (each up to their digest size)."""
-    fresh = candidates(db, now, freshness_days)
-    index = PaperIndex.build([to_candidate(p) for p in fresh], title_weight=title_weight)
-    by_id = {p.arxiv_id: p for p in fresh}
-    size = max((s.digest_size for s in subs), default=0)
-    ranked = score_all(index, queries_for(db, subs), trend, k=size)
+    """Digest items for every subscriber in one ranking pass (each up to their digest size).
+
+    A subscriber's ``min_score`` withholds the digest when no paper reaches it. With
+    ``circle``, subscribers with a linked Bluesky account get "N people you follow posted
+    this" on the papers their circle shared.
+    """
+    planned = plan(
+        db, subs, now, freshness_days=freshness_days, title_weight=title_weight, trend=trend,
+        weights=weights,
+    )  # fmt: skip
+    lines = trend_lines or {}
     result: dict[int, list[DigestItem]] = {}
-    for sub in subs:
+    for sub in planned.subscribers:
         assert sub.id is not None
-        chosen = ranked.get(sub.id, [])[: sub.digest_size]
-        result[sub.id] = [_item(by_id[r.arxiv_id], r, trend_lines or {}) for r in chosen]
+        chosen = planned.ranked(sub.id)
+        if sub.min_score is not None and not any(r.score >= sub.min_score for r in chosen):
+            chosen = []
+        notes = _circle_notes(db, sub, [r.arxiv_id for r in chosen]) if circle and chosen else {}
+        result[sub.id] = [
+            _item(
+                planned.papers[r.arxiv_id],
+                r,
+                _line(lines.get(r.arxiv_id, ""), notes.get(r.arxiv_id)),
+            )
+            for r in chosen
+        ]
     return result
 
 
-def _item(paper: Paper, ranked: Ranked, trend_lines: Mapping[str, str]) -> DigestItem:
+def _circle_notes(db: Database, sub: Subscriber, ids: list[str]) -> dict[str, str]:
+    """Circle notes for one subscriber's chosen papers; a failure only loses the notes."""
+    if not sub.bluesky_handle or sub.id is None:
+        return {}
+    try:
+        counts = circle_counts(db, sub.id, ids, handle=sub.bluesky_handle)
+    except StorageError:
+        log.exception("circle signals unavailable", extra={"subscriber_id": sub.id})
+        return {}
+    return {arxiv_id: circle_line(count) for arxiv_id, count in counts.items() if count > 0}
+
+
+def _line(trend_line: str, circle_note: str | None) -> str:
+    if not circle_note or _CIRCLE_NOTE in trend_line:
+        return trend_line
+    return f"{trend_line} · 👥 {circle_note}" if trend_line else f"👥 {circle_note}"
+
+
+def _item(paper: Paper, ranked: Ranked, trend_line: str) -> DigestItem:
     return DigestItem(
         arxiv_id=paper.arxiv_id,
         title=paper.title,
@@ -125,7 +249,7 @@ def _item(paper: Paper, ranked: Ranked, trend_lines: Mapping[str, str]) -> Diges
         primary_category=paper.primary_category,
         url=f"https://arxiv.org/abs/{paper.arxiv_id}",
         why=ranked.why,
-        trend_line=trend_lines.get(paper.arxiv_id, ""),
+        trend_line=trend_line,
         score=round(ranked.score, 4),
     )
 
@@ -153,6 +277,8 @@ def build_and_record(
     title_weight: int = 2,
     trend: Mapping[str, float] | None = None,
     trend_lines: Mapping[str, str] | None = None,
+    weights: Weights = DEFAULT_WEIGHTS,
+    circle: bool = True,
 ) -> list[DigestOutcome]:
     """Rank for all ``subs`` at once, then record each digest and its outbox message."""
     planned = rank_for(
@@ -163,6 +289,8 @@ def build_and_record(
         title_weight=title_weight,
         trend=trend,
         trend_lines=trend_lines,
+        weights=weights,
+        circle=circle,
     )
     outcomes = []
     for sub in subs:
@@ -172,8 +300,8 @@ def build_and_record(
             outcomes.append(DigestOutcome(sub.id, (), None))
             continue
         entries = [
-            DigestEntry(item.arxiv_id, rank, item.score, item.why)
-            for rank, item in enumerate(items, start=1)
+            DigestEntry(item.arxiv_id, position, item.score, item.why)
+            for position, item in enumerate(items, start=1)
         ]
         heading = f"Your papers for {now.date().isoformat()}"
         recorded = deliveries.record_digest(

@@ -71,8 +71,9 @@ def missing_chat_message() -> str:
         "No chat platform is configured, so there is nobody to send digests to.\n"
         "Set at least one of:\n"
         "  Telegram: TP_TELEGRAM_TOKEN (from @BotFather)\n"
-        "  Slack:    TP_SLACK_BOT_TOKEN and TP_SLACK_SIGNING_SECRET "
-        "(plus TP_SLACK_APP_TOKEN for Socket Mode)\n"
+        "  Slack:    TP_SLACK_BOT_TOKEN plus TP_SLACK_APP_TOKEN (Socket Mode) or\n"
+        "            TP_SLACK_SIGNING_SECRET (HTTP mode),\n"
+        "            or TP_SLACK_CLIENT_ID + TP_SLACK_CLIENT_SECRET (OAuth, many workspaces)\n"
         "Try it offline first with: trending-papers demo"
     )
 
@@ -166,6 +167,17 @@ class Service:
         assert self.engagement is not None
         await self.engagement.poll_older()  # also refreshes subscribers' Bluesky circles
 
+    async def _retrain(self) -> None:
+        from bot.learning import train_all
+
+        report = await asyncio.to_thread(
+            train_all, self.db, utcnow(), title_weight=self.settings.title_weight
+        )
+        log.info(
+            "retrain: trained=%d eligible=%d removed=%d failed=%d seconds=%.1f",
+            report.trained, report.eligible, report.removed, len(report.failed), report.seconds,
+        )  # fmt: skip
+
     def jobs(self) -> Jobs:
         """The scheduled jobs of this service (each runs only on the leader)."""
         return Jobs(
@@ -173,6 +185,7 @@ class Service:
             poll_arxiv=self._leader_only("poll_arxiv", self._poll_arxiv),
             poll_engagement_recent=self._leader_only("poll_recent", self._poll_recent),
             poll_engagement_older=self._leader_only("poll_older", self._poll_older),
+            retrain=self._leader_only("retrain", self._retrain),
         )
 
     # --- lifecycle ---------------------------------------------------------------------------

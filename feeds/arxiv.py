@@ -744,6 +744,7 @@ async def fetch_oai_page(
     client: httpx.AsyncClient,
     *,
     from_date: date | None = None,
+    until: date | None = None,
     set_spec: str | None = None,
     resumption_token: str | None = None,
     metadata_prefix: str = "arXiv",
@@ -761,6 +762,8 @@ async def fetch_oai_page(
         params["metadataPrefix"] = metadata_prefix
         if from_date is not None:
             params["from"] = f"{from_date:%Y-%m-%d}"
+        if until is not None:
+            params["until"] = f"{until:%Y-%m-%d}"
         if set_spec:
             params["set"] = set_spec
     response = await client.get(OAI_URL, params=params)

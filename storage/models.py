@@ -246,3 +246,28 @@ DIGESTS = table_of(Digest)
 DELIVERIES = table_of(Delivery)
 OUTBOX = table_of(OutboxMessage)
 CURSORS = table_of(SourceCursor)
+
+
+class LearnedModel(SQLModel, table=True):
+    """A subscriber's learned relevance model: sparse weights over a hashed feature space.
+
+    Trained in batch (``trending-papers train``), never at digest time. The feature space is
+    a hash of words, bigrams and author names, so the weights stay valid as vocabulary changes.
+    """
+
+    __tablename__ = "learned_model"
+
+    subscriber_id: int = Field(primary_key=True, foreign_key="subscriber.id", ondelete="CASCADE")
+    space: str = Field(max_length=32)
+    """Feature space the weights live in (``hash18-v1``); other spaces are ignored."""
+    intercept: float
+    indices: str
+    """Feature indices, little-endian uint32, base64."""
+    weights: str
+    """Weights for those features, little-endian float32, base64."""
+    positives: int = 0
+    negatives: int = 0
+    trained_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
+
+
+LEARNED = table_of(LearnedModel)

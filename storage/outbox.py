@@ -168,6 +168,36 @@ def mark_sent(
     )
 
 
+def take_for_reply(
+    db: Database,
+    message_id: int,
+    platform_message_id: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Mark a still-pending message sent because a reply delivers it; False if a worker got it.
+
+    Used by ``/digest``: the digest is written to the outbox like a scheduled one (so its
+    deliveries are recorded), then taken back for the command's reply, atomically, so the
+    worker can never send it as well.
+    """
+    try:
+        with db.engine.begin() as connection:
+            result = connection.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id == message_id, OUTBOX.c.status == OutboxStatus.PENDING.value)
+                .values(
+                    status=OutboxStatus.SENT.value,
+                    platform_message_id=platform_message_id,
+                    sent_at=now or utcnow(),
+                    attempts=OUTBOX.c.attempts + 1,
+                )
+            )
+            return int(result.rowcount) == 1
+    except SQLAlchemyError as exc:
+        raise StorageError(f"could not take outbox message {message_id}") from exc
+
+
 def reschedule(
     db: Database, message_id: int, at: datetime, *, error: str, count_attempt: bool = True
 ) -> None:

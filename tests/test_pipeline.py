@@ -138,3 +138,16 @@ def test_cli_reports_a_bad_database_url_without_a_traceback(tmp_path: Path) -> N
 
 def test_demo_clock_is_inside_the_bundled_feeds() -> None:
     assert DEMO_NOW.weekday() == 0  # a Monday announcement
+
+
+def test_cli_outbox_shows_counts_and_rejects_bad_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TP_DATABASE_URL", f"sqlite:///{tmp_path / 'o.db'}")
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    shown = runner.invoke(app, ["outbox"])
+    assert shown.exit_code == 0 and "pending 0" in shown.output
+    bad = runner.invoke(app, ["outbox", "--status", "lost"])
+    assert bad.exit_code == 1 and "unknown status" in bad.output
+    assert runner.invoke(app, ["outbox", "--retry-failed"]).exit_code == 0

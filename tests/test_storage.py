@@ -17,7 +17,13 @@ from storage import cursors, deliveries, engagement, feedback, outbox, papers, s
 from storage.db import Database, redact_url
 from storage.deliveries import DigestAlreadyExists, DigestEntry
 from storage.errors import StorageError
-from storage.migrate import current_revision, head_revision, is_up_to_date, upgrade
+from storage.migrate import (
+    current_revision,
+    head_revision,
+    include_name,
+    is_up_to_date,
+    upgrade,
+)
 from storage.models import InterestKind, OutboxStatus, Platform
 
 NOW = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
@@ -42,7 +48,8 @@ def make_paper(arxiv_id: str = "2511.00001", version: int = 1, **changes: object
 def test_migrations_match_the_models(db: Database) -> None:
     assert is_up_to_date(db)
     with db.engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+        context = MigrationContext.configure(connection, opts={"include_name": include_name})
+        diff = compare_metadata(context, SQLModel.metadata)
     assert diff == []
 
 

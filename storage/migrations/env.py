@@ -8,6 +8,7 @@ from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from storage.db import create_db_engine
+from storage.migrate import include_name
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -44,6 +45,7 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds tables instead.
         render_as_batch=True,
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

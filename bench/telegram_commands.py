@@ -1,0 +1,366 @@
+"""Command throughput and latency through the real Telegram Application.
+
+Usage: python bench/telegram_commands.py [N] [--concurrency C] [--papers P] [--baseline-users B]
+       [--without-digest]
+
+N simulated users (default 1,000) each run a short session against a fake Bot API server on
+loopback: /start, /interests add, /settings, /search, /digest, /help — every command goes
+through python-telegram-bot's real Application (long polling, handlers, HTML rendering) and
+the real CommandRouter on a SQLite file in a temporary directory. C users are active at once
+(default 32); each waits for the bot's answer before sending its next command, like a person.
+
+The fake server and the simulated users run in a child process, the bot in this one, as they
+would in production (Telegram is not inside the bot's process); otherwise the benchmark would
+mostly measure the fake server's own HTTP handling competing with the bot for one CPU.
+
+Prints commands/s and p50/p99 latency (update queued at the fake server → the bot's answer
+recorded there), per command and overall, then the same workload for B users (default 200)
+through the naive way this replaces: a new database engine (and connections) per command and
+PTB's default of processing one update at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# The fake Bot API server lives with the tests; run from anywhere in the repository.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from typing import Any
+
+from telegram import Bot
+
+from bot.chat.telegram import build_application, start_telegram, stop_telegram
+from bot.commands import SORRY, CommandRouter
+from bot.config import Settings
+from bot.messages import Command, Reply
+from bot.throttle import Throttle
+from feeds.records import Paper as PaperRecord
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.papers import upsert_papers
+from tests.fakes.telegram_api import FakeTelegram, TgChat, TgUser
+
+TOPICS = (
+    "diffusion models",
+    "graph neural networks",
+    "reinforcement learning",
+    "protein design",
+    "large language models",
+    "contrastive learning",
+    "speech recognition",
+    "robot control",
+    "bayesian optimization",
+    "causal inference",
+)
+FILLER = """method results show propose approach data training evaluation benchmark performance
+efficient scalable robust novel framework analysis theory experiments improve state art""".split()
+SURNAMES = ("Nguyen", "Smith", "Müller", "García", "Kowalski", "Tanaka", "Okafor", "Rossi")
+FORENAMES = ("Ana", "Bo", "Chen", "Dmitri", "Eve", "Farah", "Giulia", "Hiro")
+CATEGORIES = ("cs.LG", "cs.CL", "cs.CV", "cs.AI", "stat.ML")
+PROBES_PER_CHAT = 10
+
+
+def seed_papers(db: Database, count: int, now: datetime, rng: random.Random) -> None:
+    """Fresh synthetic papers: each about one or two topics, announced in the last two days."""
+    records = []
+    for number in range(count):
+        topics = rng.sample(TOPICS, rng.randint(1, 2))
+        title = f"{topics[0].capitalize()} {' '.join(rng.choices(FILLER, k=5))}"
+        abstract = " ".join([*topics, *rng.choices(FILLER, k=rng.randint(60, 120)), *topics])
+        when = now - timedelta(hours=rng.uniform(1, 40))
+        records.append(
+            PaperRecord(
+                arxiv_id=f"2611.{number + 10000:05d}",
+                version=1,
+                title=title,
+                abstract=abstract,
+                authors=tuple(
+                    f"{rng.choice(FORENAMES)} {rng.choice(SURNAMES)}"
+                    for _ in range(rng.randint(1, 6))
+                ),
+                categories=(rng.choice(CATEGORIES),),
+                primary_category=rng.choice(CATEGORIES),
+                published=when,
+                updated=when,
+                announced=when,
+            )
+        )
+    upsert_papers(db, records)
+
+
+def session(rng: random.Random, *, digest: bool = True) -> list[str]:
+    """One user's commands, the mix the benchmark measures."""
+    first, second = rng.sample(TOPICS, 2)
+    commands = [
+        "/start",
+        f"/interests add {first}, {second}",
+        "/settings",
+        f"/search {rng.choice(first.split())}",
+        "/digest",
+        "/help",
+    ]
+    return [c for c in commands if digest or c != "/digest"]
+
+
+class EnginePerCommandRouter:
+    """The naive baseline: a fresh engine (new connections, PRAGMAs) for every command."""
+
+    def __init__(self, url: str, settings: Settings, throttle: Throttle) -> None:
+        self.url = url
+        self.settings = settings
+        self.throttle = throttle
+
+    async def handle(self, command: Command) -> Reply:
+        """Open the database, answer, close it again."""
+        db = Database(self.url)
+        try:
+            return await CommandRouter(db, self.settings, throttle=self.throttle).handle(command)
+        finally:
+            db.dispose()
+
+
+@dataclass
+class Result:
+    """What one run measured."""
+
+    users: int
+    commands: int
+    seconds: float
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    failures: int = 0
+    extra_messages: int = 0
+    round_trips_per_second: float = 0.0
+    bot_cpu_seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Commands per second over the whole run."""
+        return self.commands / self.seconds
+
+    def all_latencies(self) -> list[float]:
+        """Every command's latency in seconds."""
+        return [value for values in self.latencies.values() for value in values]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0–100) of ``values``."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def user_session(
+    fake: FakeTelegram,
+    user: TgUser,
+    chat: TgChat,
+    commands: list[str],
+    gate: asyncio.Semaphore,
+    result: Result,
+) -> None:
+    """Send each command, wait for the bot's answer, record how long it took."""
+    async with gate:
+        for text in commands:
+            mark = len(fake.calls)
+            started = time.perf_counter()
+            fake.user_sends(chat, user, text)
+            try:
+                reply = await fake.wait_for_message(chat.id, timeout=60.0, since=mark)
+            except TimeoutError:
+                result.failures += 1
+                continue
+            result.latencies.setdefault(text.split()[0], []).append(time.perf_counter() - started)
+            if SORRY in reply.plain_text:
+                result.failures += 1
+
+
+async def _load(
+    connection: Connection, users: int, concurrency: int, seed: int, digest: bool
+) -> None:
+    """Child process: serve the fake Bot API, play the users once the bot says it is up."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    async with FakeTelegram(max_long_poll=1.0) as fake:
+        probes = [fake.private_chat(fake.new_user("Probe")).id for _ in range(concurrency)]
+        connection.send((fake.token, fake.base_url, probes))
+        people = [fake.new_user(f"User{n}") for n in range(users)]
+        chats = [fake.private_chat(person) for person in people]
+        scripts = [session(rng, digest=digest) for _ in people]
+        result = Result(users=users, commands=sum(len(s) for s in scripts), seconds=0.0)
+        await loop.run_in_executor(None, connection.recv)  # the bot is polling
+        gate = asyncio.Semaphore(concurrency)
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                user_session(fake, person, chat, script, gate, result)
+                for person, chat, script in zip(people, chats, scripts, strict=True)
+            )
+        )
+        result.seconds = time.perf_counter() - started
+        await asyncio.sleep(0.2)  # a trailing second part of a reply would land now
+        probed = len(probes) * PROBES_PER_CHAT
+        result.extra_messages = fake.stats.messages_sent - probed - result.commands
+        connection.send(result)
+        await loop.run_in_executor(None, connection.recv)  # the bot has stopped
+
+
+async def round_trips(bot: Bot, chats: list[int]) -> float:
+    """Plain sendMessage calls per second to the fake server, as many in flight as users.
+
+    Every command costs at least one such call, so this is the ceiling for commands/s on this
+    machine, whatever the bot does.
+    """
+
+    async def probe(chat_id: int) -> None:
+        """Send this chat its share of probe messages, one after another."""
+        for number in range(PROBES_PER_CHAT):
+            await bot.send_message(chat_id, f"probe {number}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(probe(chat_id) for chat_id in chats))
+    return len(chats) * PROBES_PER_CHAT / (time.perf_counter() - started)
+
+
+def load_process(
+    connection: Connection, users: int, concurrency: int, seed: int, digest: bool
+) -> None:
+    """Entry point of the child process."""
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(_load(connection, users, concurrency, seed, digest))
+
+
+async def run(
+    users: int,
+    concurrency: int,
+    papers: int,
+    *,
+    naive: bool,
+    digest: bool = True,
+    seed: int = 7,
+) -> Result:
+    """One complete run in a fresh temporary database."""
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=load_process, args=(theirs, users, concurrency, seed, digest))
+    child.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+            db = Database(url)
+            upgrade(db)
+            seed_papers(db, papers, datetime.now(UTC), random.Random(seed))
+            token, base_url, probes = await loop.run_in_executor(None, ours.recv)
+            settings = Settings(
+                telegram_token=token,
+                telegram_api_base_url=base_url,
+                digest_size=5,
+                database_url=url,
+            )
+            throttle = Throttle(20, 60.0)
+            router: Any = (
+                EnginePerCommandRouter(url, settings, throttle)
+                if naive
+                else CommandRouter(db, settings, throttle=throttle)
+            )
+            app = build_application(settings, router, concurrency=1 if naive else 64)
+            await start_telegram(app)
+            try:
+                ceiling = await round_trips(app.bot, probes)
+                cpu = time.process_time()
+                ours.send("go")
+                result: Result = await loop.run_in_executor(None, ours.recv)
+                result.bot_cpu_seconds = time.process_time() - cpu
+                result.round_trips_per_second = ceiling
+            finally:
+                await stop_telegram(app)
+                ours.send("stop")
+            db.dispose()
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+    return result
+
+
+def report(label: str, result: Result) -> None:
+    """Print one run's figures."""
+    every = result.all_latencies()
+    print(
+        f"{label}: {result.users} users, {result.commands} commands in {result.seconds:.1f} s → "
+        f"{result.rate:.0f} commands/s; latency p50 {percentile(every, 50) * 1000:.1f} ms, "
+        f"p99 {percentile(every, 99) * 1000:.1f} ms; failures {result.failures}, "
+        f"extra messages {result.extra_messages}"
+    )
+    cpu_ms = result.bot_cpu_seconds / result.commands * 1000
+    print(
+        f"  bot process CPU: {cpu_ms:.1f} ms per command (≈ {1000 / cpu_ms:.0f} commands/s "
+        "on one free core); ceiling: "
+        f"{result.round_trips_per_second:.0f} plain sendMessage round trips/s to the fake "
+        "server here (every command needs at least one)"
+    )
+    for name, values in sorted(result.latencies.items()):
+        print(
+            f"  {name:<11} p50 {percentile(values, 50) * 1000:7.1f} ms   "
+            f"p99 {percentile(values, 99) * 1000:7.1f} ms   ({len(values)})"
+        )
+
+
+def main() -> None:
+    """Parse arguments, run the benchmark and its baseline, print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("users", nargs="?", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--papers", type=int, default=400, help="fresh papers in the database")
+    parser.add_argument(
+        "--baseline-users", type=int, default=200, help="users for the naive run (0: skip)"
+    )
+    parser.add_argument(
+        "--without-digest",
+        action="store_true",
+        help="leave /digest (ranking work, not chat handling) out of the mix",
+    )
+    args = parser.parse_args()
+    digest = not args.without_digest
+    logging.basicConfig(level=logging.ERROR)
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"{os.cpu_count()} CPUs, load average {load} before the run")
+    result = asyncio.run(run(args.users, args.concurrency, args.papers, naive=False, digest=digest))
+    report("telegram commands", result)
+    if args.baseline_users > 0:
+        baseline = asyncio.run(
+            run(args.baseline_users, args.concurrency, args.papers, naive=True, digest=digest)
+        )
+        report("naive baseline (engine per command, one update at a time)", baseline)
+        p99_ratio = percentile(baseline.all_latencies(), 99) / percentile(
+            result.all_latencies(), 99
+        )
+        cpu_ratio = (baseline.bot_cpu_seconds / baseline.commands) / (
+            result.bot_cpu_seconds / result.commands
+        )
+        print(
+            f"ratio: {cpu_ratio:.1f}× less bot CPU per command, "
+            f"{result.rate / baseline.rate:.1f}× the throughput, "
+            f"{p99_ratio:.1f}× lower p99 latency (wall-clock figures swing with machine load)"
+        )
+    if result.failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
