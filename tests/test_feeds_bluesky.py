@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,33 +30,14 @@ from feeds.bluesky import (
 from feeds.engagement import EngagementResult, EngagementSource
 from feeds.http import FetchError, MalformedPayload
 from feeds.records import Signal
+from tests import golden
 
 DATA = Path(__file__).parent / "data" / "bluesky"
+assert_golden = partial(golden.assert_golden, DATA)
 OBSERVED_AT = datetime(2025, 7, 21, 14, 0, tzinfo=UTC)
 SINCE = datetime(2025, 7, 21, 0, 0, tzinfo=UTC)
 HANDLE = "reader.example.com"
 APP_PASSWORD = "abcd-efgh-ijkl-mnop"
-# Read at import: the autouse settings fixture clears TP_* variables before each test.
-REGENERATE = os.environ.get("TP_REGEN_GOLDEN") == "1"
-
-
-def _jsonable(value: object) -> Any:
-    def encode(item: object) -> object:
-        if is_dataclass(item) and not isinstance(item, type):
-            return asdict(item)
-        if isinstance(item, datetime):
-            return item.isoformat()
-        raise TypeError(f"cannot encode {type(item).__name__}")
-
-    return json.loads(json.dumps(value, default=encode))
-
-
-def assert_golden(name: str, parsed: object) -> None:
-    expected_path = DATA / f"{name}.expected.json"
-    actual = _jsonable(parsed)
-    if REGENERATE:
-        expected_path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
-    assert actual == json.loads(expected_path.read_text())
 
 
 FUZZ_KEYS = [
@@ -99,28 +79,14 @@ FUZZ_STRINGS = [
 ]
 
 
-def json_like(keys: list[str] = FUZZ_KEYS) -> st.SearchStrategy[Any]:
-    """Any JSON value whose objects use the keys the parser looks at."""
-    leaves = st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(min_value=-(10**20), max_value=10**20),
-        st.floats(),
-        st.text(max_size=12),
-        st.sampled_from(FUZZ_STRINGS),
-    )
-    return st.recursive(
-        leaves,
-        lambda inner: (
-            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(keys), inner, max_size=6)
-        ),
-        max_leaves=16,
-    )
+def json_like() -> st.SearchStrategy[Any]:
+    """Any JSON value whose objects use the keys this parser looks at."""
+    return golden.json_like(FUZZ_KEYS, FUZZ_STRINGS)
 
 
 def json_objects() -> st.SearchStrategy[dict[str, Any]]:
-    """Objects where each key the parser reads may or may not be present, with any value."""
-    return st.fixed_dictionaries({}, optional={key: json_like() for key in FUZZ_KEYS})
+    """Objects where each key this parser reads may or may not be present, with any value."""
+    return golden.json_objects(FUZZ_KEYS, FUZZ_STRINGS)
 
 
 @pytest.mark.parametrize("name", ["search_posts", "search_posts_hits_total"])
