@@ -13,6 +13,7 @@ learned models (trained in batch by ``bot.learning``; never at digest time).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
@@ -162,6 +163,28 @@ def queries_for(
     return queries, rated
 
 
+_INDEX_LOCK = threading.Lock()
+_LAST_INDEX: tuple[tuple[object, ...], PaperIndex] | None = None
+
+
+def index_for(fresh: Sequence[Paper], title_weight: int) -> PaperIndex:
+    """The candidates' index, rebuilt only when the candidate set changed.
+
+    Every ``/digest`` and every tick ranks against the same fresh papers until the next
+    announcement, and building the index (tokenising every abstract) is most of a digest's
+    CPU; the index is never modified after it is built, so one copy serves every caller.
+    """
+    global _LAST_INDEX
+    key = (title_weight, *((p.arxiv_id, p.version, p.announced) for p in fresh))
+    with _INDEX_LOCK:
+        if _LAST_INDEX is not None and _LAST_INDEX[0] == key:
+            return _LAST_INDEX[1]
+    index = PaperIndex.build([to_candidate(p) for p in fresh], title_weight=title_weight)
+    with _INDEX_LOCK:
+        _LAST_INDEX = (key, index)
+    return index
+
+
 def plan(
     db: Database,
     subs: Sequence[Subscriber],
@@ -174,7 +197,7 @@ def plan(
 ) -> Plan:
     """Rank the fresh papers for every subscriber in ``subs`` in one pass."""
     fresh = candidates(db, now, freshness_days)
-    index = PaperIndex.build([to_candidate(p) for p in fresh], title_weight=title_weight)
+    index = index_for(fresh, title_weight)
     queries, rated = queries_for(db, subs, index)
     rated_set = index.rated_set(to_candidate(p) for p in rated.values())
     size = max((s.digest_size for s in subs), default=0)

@@ -452,3 +452,25 @@ def test_jsonl_records_are_validated() -> None:
     ]
     with pytest.raises(ValueError, match="published must be an ISO date"):
         paper_from_json({"id": "2611.00001", "title": "t", "published": 5}, NOW)
+
+
+def test_index_is_reused_until_the_candidates_change() -> None:
+    from datetime import UTC, datetime
+
+    from bot.digest import index_for
+    from storage.models import Paper
+
+    when = datetime(2026, 11, 16, tzinfo=UTC)
+    fresh = [
+        Paper(arxiv_id=f"2611.{i:05d}", version=1, title=f"Diffusion {i}", abstract="Diffusion.",
+              authors=["A. B"], categories=["cs.LG"], primary_category="cs.LG",
+              published=when, updated=when, announced=when)
+        for i in range(3)
+    ]  # fmt: skip
+    first = index_for(fresh, 2)
+    assert index_for(list(fresh), 2) is first
+    assert index_for(fresh, 3) is not first  # another title weight
+    again = index_for(fresh, 2)
+    assert index_for(fresh, 2) is again
+    bumped = [fresh[0].model_copy(update={"version": 2}), *fresh[1:]]
+    assert index_for(bumped, 2) is not again  # a new version changes the candidate set
