@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import cast
 
-from sqlalchemy import JSON, Column, Index, Table, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Table, UniqueConstraint, true
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -133,6 +133,8 @@ class Subscriber(SQLModel, table=True):
     bluesky_handle: str | None = Field(default=None, max_length=255)
     active: bool = True
     paused: bool = False
+    announcements: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
+    """Receives admins' ``/announce`` messages (``/settings announcements off`` opts out)."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc(nullable=False))
 
 
