@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from bot import categories as taxonomy
 from bot import timezones
+from bot.admin import ANNOUNCEMENT_KIND, MAX_ANNOUNCEMENT_LENGTH, AdminIds, announce, stats_lines
 from bot.config import Settings
 from bot.digest import (
     DigestItem,
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 SORRY = "Something went wrong on our side; please try again."
 NOT_SUBSCRIBED = "This chat isn't subscribed yet. Send /start first."
+NOT_ALLOWED = "Sorry, that's not allowed: /{name} is only for this bot's admins."
 ADMINS_ONLY = (
     "Only this group's admins can change its settings. Anyone can use /search, /trending and /help."
 )
@@ -144,7 +146,20 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("export", "/export", "Download everything stored about this chat", "/export"),
     CommandSpec("stop", "/stop", "Unsubscribe and delete this chat's data", "/stop"),
 )
-SPECS = {spec.name: spec for spec in COMMANDS}
+ADMIN_COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        "stats", "/stats", "Subscribers, digests sent today, source health (bot admins)", "/stats"
+    ),
+    CommandSpec(
+        "announce",
+        "/announce <text>",
+        "Send a message to every subscriber (bot admins)",
+        "/announce The bot moves to a new server tonight; expect a short pause.",
+    ),
+)
+"""Commands for the bot's admins (``TP_ADMIN_IDS``); kept out of the public command menus."""
+ALL_COMMANDS = COMMANDS + ADMIN_COMMANDS
+SPECS = {spec.name: spec for spec in ALL_COMMANDS}
 ALIASES = {
     "subscribe": "start",
     "unsubscribe": "stop",
@@ -258,8 +273,22 @@ def digest_reply(items: Sequence[DigestItem], *, heading: str) -> Reply:
 
 def reply_for_payload(data: dict[str, Any]) -> Reply:
     """The reply that renders an outbox payload (what delivery workers send)."""
+    if data.get("kind") == ANNOUNCEMENT_KIND:
+        return announcement_reply(str(data.get("text") or ""))
     heading = str(data.get("heading") or "Your papers")
     return digest_reply(items_from_payload(data), heading=heading)
+
+
+def announcement_reply(text: str) -> Reply:
+    """An admin's announcement as every subscriber sees it, with how to turn them off."""
+    return Reply(
+        blocks=(
+            TextBlock("📣 Announcement", bold=True),
+            TextBlock(text),
+            TextBlock("Don't want these? /settings announcements off"),
+        ),
+        disable_preview=True,
+    )
 
 
 def is_button_update(reply: Reply) -> bool:
@@ -461,6 +490,7 @@ class CommandRouter:
         self._digest = digest or digest_builder(settings)
         self.throttle = throttle if throttle is not None else Throttle(20, 60.0)
         self._queries = _QueryCache()
+        self.admins = AdminIds(settings.admin_ids)
         self._handlers: dict[str, Handler] = {
             "start": self._start,
             "help": self._help,
@@ -483,6 +513,8 @@ class CommandRouter:
             "saved": self._saved,
             "like": self._like,
             "export": self._export,
+            "stats": self._stats,
+            "announce": self._announce,
         }
 
     # ----------------------------------------------------------------- entry point
@@ -628,6 +660,8 @@ class CommandRouter:
             spec = SPECS[wanted]
             return Reply.text(f"{spec.usage} — {spec.summary}. Example: {spec.example}")
         lines = [f"{spec.usage} — {spec.summary}. e.g. {spec.example}" for spec in COMMANDS]
+        if self.admins.allows(command.platform, command.user_id):
+            lines += [f"{spec.usage} — {spec.summary}." for spec in ADMIN_COMMANDS]
         footer = "Under every paper: 👍 more like this · 👎 fewer like this · 🔖 save."
         if command.chat_kind != ChatKind.USER:
             footer += " In groups only admins change settings; anyone can search."
@@ -988,9 +1022,30 @@ class CommandRouter:
             assert subscriber.id is not None
             subscribers.update(self.db, subscriber.id, digest_days=days)
             return Reply.text(f"Done: a digest {describe_days(days)}.")
+        if what in ("announcements", "announcement", "announce", "news"):
+            return await self._set_announcements(command, value.strip().casefold())
         return Reply.text(
-            "I can change: /settings trend more|less|0-3, /settings days weekdays. "
+            "I can change: /settings trend more|less|0-3, /settings days weekdays, "
+            "/settings announcements on|off. "
             "Time, zone and size have their own commands: /time, /timezone, /size."
+        )
+
+    async def _set_announcements(self, command: Command, value: str) -> Reply:
+        wanted = {"on": True, "yes": True, "off": False, "no": False}.get(value)
+        if wanted is None:
+            return Reply.text(
+                "Use /settings announcements off to stop messages from the bot's admins, "
+                "or /settings announcements on to get them again."
+            )
+        subscriber = self._editable(command)
+        if isinstance(subscriber, Reply):
+            return subscriber
+        assert subscriber.id is not None
+        subscribers.update(self.db, subscriber.id, announcements=wanted)
+        if wanted:
+            return Reply.text("Done: this chat gets announcements from the bot's admins again.")
+        return Reply.text(
+            "Done: no more announcements from the bot's admins here. Your digest is unchanged."
         )
 
     async def _set_trend(self, command: Command, value: str) -> Reply:
@@ -1042,6 +1097,7 @@ class CommandRouter:
             f"{_plural(len(profile.authors), 'author')}, {len(profile.muted)} muted (/interests)",
             f"Feedback: {sum(1 for r in ratings.values() if r > 0)} 👍, "
             f"{sum(1 for r in ratings.values() if r < 0)} 👎, {saved} saved",
+            f"Announcements: {'on' if subscriber.announcements else 'off'}",
         ]
         return Reply(
             blocks=(
@@ -1049,8 +1105,8 @@ class CommandRouter:
                 TextBlock("\n".join(lines)),
                 TextBlock(
                     "Change: /time 08:30 · /timezone Berlin · /size 10 · /pause · "
-                    "/settings trend more|less · /settings days weekdays · /categories filter · "
-                    "/stop"
+                    "/settings trend more|less · /settings days weekdays · "
+                    "/settings announcements off · /categories filter · /stop"
                 ),
             )
         )
@@ -1344,6 +1400,7 @@ class CommandRouter:
                 "categories_mode": subscriber.categories_mode,
                 "paused": subscriber.paused,
                 "active": subscriber.active,
+                "announcements": subscriber.announcements,
             },
             "interests": {
                 "keywords": profile.keywords,
@@ -1355,6 +1412,64 @@ class CommandRouter:
             "saved": saved,
             "papers_delivered": deliveries.delivery_count(self.db, subscriber.id),
         }
+
+    # ----------------------------------------------------------------- bot admins
+
+    def _refuse_non_admin(self, command: Command, name: str) -> Reply | None:
+        if self.admins.allows(command.platform, command.user_id):
+            return None
+        log.info(
+            "admin command refused",
+            extra={"platform": str(command.platform), "user_id": command.user_id,
+                   "command": name},
+        )  # fmt: skip
+        return Reply.text(NOT_ALLOWED.format(name=name))
+
+    async def _stats(self, command: Command) -> Reply:
+        refused = self._refuse_non_admin(command, "stats")
+        if refused is not None:
+            return refused
+        lines = stats_lines(self.db, self._now())
+        return Reply(blocks=(TextBlock("Bot stats", bold=True), TextBlock("\n".join(lines))))
+
+    async def _announce(self, command: Command) -> Reply:
+        refused = self._refuse_non_admin(command, "announce")
+        if refused is not None:
+            return refused
+        lines = (_CONTROL.sub(" ", line) for line in command.args.splitlines())
+        text = "\n".join(" ".join(line.split()) for line in lines).strip()
+        if not any(ch.isalnum() for ch in text):
+            return Reply.text(
+                "Write the message after the command, e.g. "
+                "/announce The bot moves to a new server tonight; expect a short pause."
+            )
+        if len(text) > MAX_ANNOUNCEMENT_LENGTH:
+            return Reply.text(
+                f"That's {len(text):,} characters; keep an announcement under "
+                f"{MAX_ANNOUNCEMENT_LENGTH:,} so it fits in one message."
+            )
+        result = announce(self.db, text, self._now(), author=command.user_display_name)
+        log.info(
+            "announcement queued",
+            extra={"platform": str(command.platform), "user_id": command.user_id,
+                   "queued": result.queued, "opted_out": result.opted_out,
+                   "unreachable": result.unreachable, "already_sent": result.already_sent},
+        )  # fmt: skip
+        if result.queued == 0 and result.already_sent:
+            return Reply.text(
+                f"Already announced today: all {_plural(result.already_sent, 'chat')} have it "
+                "queued or delivered. Change the text to send something new."
+            )
+        parts = [f"📣 Queued for {_plural(result.queued, 'chat')}"]
+        if result.opted_out:
+            parts.append(f"{result.opted_out} turned announcements off")
+        if result.unreachable:
+            parts.append(f"{result.unreachable} unreachable")
+        if result.already_sent:
+            parts.append(f"{result.already_sent} already had it")
+        return Reply.text(
+            "; ".join(parts) + ". They go out through the outbox at the platforms' rate limits."
+        )
 
     # ----------------------------------------------------------------- buttons
 

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Annotated
 
 from platformdirs import user_data_dir
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from bot.admin import parse_admin_id
+from bot.logs import register_secrets
 
 
 def default_database_url() -> str:
@@ -150,6 +153,13 @@ class Settings(BaseSettings):
     slack_command: str = Field(
         default="/papers", description="The app's slash command, as named in its manifest"
     )
+    admin_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Bot admins who may use /stats and /announce: platform:user id, comma-separated "
+            "(telegram:123456789, slack:U0123ABCD)"
+        ),
+    )
     digest_staleness_hours: float = Field(
         default=6.0,
         description="A digest missed by more than this (service down) is skipped, not sent late",
@@ -164,7 +174,12 @@ class Settings(BaseSettings):
     log_format: str = Field(default="text", description="text (human) or json")
 
     @field_validator(
-        "arxiv_categories", "reddit_subreddits", "engagement_sources", "slack_scopes", mode="before"
+        "arxiv_categories",
+        "reddit_subreddits",
+        "engagement_sources",
+        "slack_scopes",
+        "admin_ids",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -173,6 +188,20 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("admin_ids")
+    @classmethod
+    def _check_admin_ids(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_admin_id(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _mask_secrets_in_logs(self) -> Settings:
+        # Registered as soon as they are read, so no log line can show them, whenever
+        # (and wherever) logging was configured.
+        register_secrets(self.secret_values())
+        return self
 
     @cached_property
     def user_agent(self) -> str:

@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TextIO
 
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -19,6 +20,24 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
     "taskName",
 }
 MASK = "***"
+MIN_SECRET_LENGTH = 6
+"""Shorter values are not masked: replacing every "abc" in every line would garble the logs."""
+
+_known_secrets: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Add secrets to the process-wide set every ``SecretMasker`` masks.
+
+    ``bot.config.Settings`` registers its secrets when it is created, so a secret is masked
+    even when the settings holding it were built after logging was configured.
+    """
+    _known_secrets.update(v for v in values if v and len(v) >= MIN_SECRET_LENGTH)
+
+
+def known_secrets() -> frozenset[str]:
+    """Every secret registered so far in this process."""
+    return frozenset(_known_secrets)
 
 
 def context_of(record: logging.LogRecord) -> dict[str, object]:
@@ -62,14 +81,24 @@ class TextFormatter(logging.Formatter):
 class SecretMasker(logging.Filter):
     """Replaces every known secret in a record's message, arguments and context."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        # Longest first, so a secret containing another is masked whole.
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        register_secrets(secrets)
+        self._seen = -1
+        self._ordered: list[str] = []
+
+    @property
+    def secrets(self) -> list[str]:
+        """The registered secrets, longest first (a secret containing another is masked whole)."""
+        if self._seen != len(_known_secrets):
+            self._ordered = sorted(_known_secrets, key=len, reverse=True)
+            self._seen = len(self._ordered)
+        return self._ordered
 
     def _mask(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, MASK)
+            if secret in text:
+                text = text.replace(secret, MASK)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -88,11 +117,18 @@ class SecretMasker(logging.Filter):
         return True
 
 
+def masked_handler(stream: TextIO, fmt: str = "text") -> logging.Handler:
+    """A handler writing ``fmt`` (text or json) lines to ``stream`` with every secret masked."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(SecretMasker())
+    return handler
+
+
 def configure(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
     """Configure the root logger once for the CLI and the service."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(SecretMasker(secrets))
+    register_secrets(secrets)
+    handler = masked_handler(sys.stderr, fmt)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

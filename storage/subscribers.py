@@ -25,7 +25,7 @@ SETTABLE_FIELDS = frozenset(
     {
         "timezone", "digest_time", "digest_size", "digest_days", "weekly", "min_score",
         "trend_weight", "categories_mode", "bluesky_handle", "active", "paused", "display_name",
-        "owner_user_id", "workspace_id", "kind",
+        "owner_user_id", "workspace_id", "kind", "announcements",
     }
 )  # fmt: skip
 

@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from bot.logs import known_secrets
 from storage.db import Database, normalize_url
 from storage.migrate import upgrade
+from tests import log_audit
 
 _LOOPBACK_PREFIXES = ("127.", "::1", "localhost")
 _real_connect = socket.socket.connect
@@ -79,6 +81,44 @@ def isolated_settings(
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.chdir(home)
+
+
+# --- secrets in logs ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_log_audit(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[log_audit.Auditor]:
+    """Everything the run logs is written as in production and searched for secrets at the end."""
+    from tests.fakes.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_CLIENT_SECRET
+    from tests.fakes.telegram_api import DEFAULT_TOKEN
+
+    auditor = log_audit.Auditor(
+        tmp_path_factory.mktemp("logs"),
+        frozenset({DEFAULT_TOKEN, DEFAULT_BOT_TOKEN, DEFAULT_CLIENT_SECRET}),
+    )
+    auditor.start()
+    log_audit.install(auditor)
+    yield auditor
+    lines = auditor.log_line_count()
+    leaks = auditor.finish()
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"log audit: {lines} lines logged in-process and {len(auditor.files) - 1} service "
+            f"log files searched for {len(known_secrets()) + len(auditor.extra_secrets)} "
+            f"configured secrets: {len(leaks)} found"
+        )
+    if leaks:
+        shown = "\n".join(leak.describe() for leak in leaks[:20])
+        pytest.fail(f"secrets appeared in the logs:\n{shown}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def audited_logging(secret_log_audit: log_audit.Auditor) -> None:
+    """Put the audit handlers back in front, should the previous test have replaced them."""
+    secret_log_audit.attach()
 
 
 # --- databases ----------------------------------------------------------------------------

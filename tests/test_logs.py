@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
 from bot import logs
 from bot.config import Settings
+from tests import log_audit
 
 
 @pytest.fixture
@@ -63,3 +65,52 @@ def test_configured_secrets_are_masked_everywhere(
     output = captured.getvalue()
     assert token not in output and "slack-signing-secret-value" not in output
     assert output.count(logs.MASK) >= 4
+
+
+def test_secrets_of_settings_read_after_logging_was_configured_are_masked(
+    captured: io.StringIO,
+) -> None:
+    logs.configure("INFO", "text")
+    _route(captured)
+    token = "987654:AAF-a-later-configured-token"
+    Settings(telegram_token=token)  # type: ignore[arg-type]
+    logging.getLogger("library").info("GET https://api.telegram.org/bot%s/getMe", token)
+    assert token not in captured.getvalue()
+    assert f"bot{logs.MASK}/getMe" in captured.getvalue()
+
+
+# The audit of the whole test run (tests/log_audit.py) must itself find what it looks for.
+# These secrets are never registered, so the session's own audit does not see them.
+UNREGISTERED = "never-registered-secret-0123456789"
+
+
+def test_the_raw_record_check_flags_our_code_handing_a_secret_to_a_logger() -> None:
+    check = log_audit.RawRecordCheck([UNREGISTERED])
+    ours, library = logging.getLogger("bot.some_module"), logging.getLogger("httpx")
+    for logger in (ours, library):
+        logger.addHandler(check)
+    try:
+        ours.info("fine", extra={"subscriber": 7})
+        library.info("GET https://x/bot%s/getMe", UNREGISTERED)  # masked on output instead
+        ours.warning("poll failed", extra={"headers": {"authorization": UNREGISTERED}})
+    finally:
+        for logger in (ours, library):
+            logger.removeHandler(check)
+    [leak] = check.leaks
+    assert leak.where.startswith("record from bot.some_module")
+    assert UNREGISTERED not in leak.describe()  # the report itself shows only a prefix
+
+
+def test_the_auditor_searches_its_log_and_the_service_logs(tmp_path: Path) -> None:
+    auditor = log_audit.Auditor(tmp_path, frozenset({UNREGISTERED}))
+    auditor.start()
+    service_log = tmp_path / "service.log"
+    service_log.write_text(f'{{"message": "started"}}\n{{"message": "url /bot{UNREGISTERED}/x"}}\n')
+    auditor.include(service_log)
+    auditor.attach()
+    try:
+        logging.getLogger("library").info("clean line")
+    finally:
+        leaks = auditor.finish()
+    assert [leak.where for leak in leaks] == [f"{service_log}:2"]
+    assert "clean line" in (tmp_path / "test-run.log").read_text()

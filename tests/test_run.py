@@ -26,6 +26,7 @@ from feeds.records import Paper as PaperRecord
 from storage import outbox, papers, subscribers
 from storage.db import Database
 from storage.models import SUBSCRIBERS, InterestKind
+from tests import log_audit
 from tests.fakes.telegram_api import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,7 @@ def start_service(
         TP_ARXIV_CATEGORIES="cs.LG",
         TP_ENGAGEMENT_SOURCES="hackernews",
     )
+    log_audit.include(log)  # searched for the token at the end of the test run
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run"],

@@ -47,7 +47,7 @@ from bot.commands import ADMINS_ONLY, CommandRouter
 from bot.config import Settings
 from bot.digest import DigestItem, payload
 from bot.throttle import Throttle
-from storage import feedback, papers, subscribers
+from storage import feedback, outbox, papers, subscribers
 from storage.db import Database
 from storage.models import ChatKind, Platform, Subscriber
 from tests.fakes import LoopbackServer
@@ -84,7 +84,7 @@ def seed(db: Database) -> None:
 def router_for(db: Database) -> CommandRouter:
     return CommandRouter(
         db,
-        Settings(),
+        Settings(admin_ids=f"slack:{ADMIN}"),  # type: ignore[arg-type]
         clock=lambda: NOW,
         search=substring_search,
         trending=newest_as_trending,
@@ -396,6 +396,20 @@ async def test_a_channel_subscription_belongs_to_its_owner_and_the_admins(
     anyone = await slack.ask("search graph", user=READER, channel=CHANNEL)
     assert anyone["response_type"] == "ephemeral"
     assert "Graph neural networks" in section_texts(anyone["blocks"])
+
+
+async def test_bot_admins_get_stats_and_others_are_not_allowed(slack: Harness) -> None:
+    await slack.ask("subscribe")
+    refused = await slack.ask("stats")
+    assert refused["text"] == (
+        "Sorry, that's not allowed: /papers stats is only for this bot's admins."
+    )
+    stats = await slack.ask("stats", user=ADMIN)
+    assert "slack: 1 active, 0 paused, 0 unreachable" in section_texts(stats["blocks"])
+    queued = await slack.ask("announce Reading group moves to Thursday", user=ADMIN)
+    assert queued["text"].startswith("📣 Queued for 1 chat")
+    [message] = outbox.pending(slack.db)
+    assert message.payload["text"] == "Reading group moves to Thursday"
 
 
 async def test_wrongly_signed_and_stale_requests_are_rejected(slack: Harness) -> None:

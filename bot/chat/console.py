@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from bot.admin import ANNOUNCEMENT_KIND
 from bot.digest import DigestItem, items_from_payload
 from storage import outbox
 from storage.db import Database
@@ -32,11 +33,16 @@ def render_digest(console: Console, heading: str, items: Sequence[DigestItem]) -
 
 
 def deliver_pending(db: Database, subscriber_id: int, console: Console) -> int:
-    """Print every pending outbox message of a console subscriber and mark it sent."""
+    """Print every pending outbox message (digests, announcements) of a console subscriber."""
     sent = 0
     for message in outbox.pending(db, subscriber_id=subscriber_id):
         data = message.payload
-        render_digest(console, str(data.get("heading", "Digest")), items_from_payload(data))
+        if data.get("kind") == ANNOUNCEMENT_KIND:
+            console.print(Text("📣 Announcement", style="bold"))
+            console.print(escape(str(data.get("text", ""))))
+            console.print()
+        else:
+            render_digest(console, str(data.get("heading", "Digest")), items_from_payload(data))
         assert message.id is not None
         outbox.mark_sent(db, message.id, platform_message_id=f"console:{message.id}")
         sent += 1

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.commands import ALIASES, COMMANDS
+from bot.commands import ALIASES, ALL_COMMANDS
 from bot.messages import Action, Button, PaperBlock, Reply, TextBlock
 
 MAX_BLOCKS = 50
@@ -147,7 +147,7 @@ def link(url: str) -> str | None:
 
 
 _COMMAND_NAMES = sorted(
-    {spec.name for spec in COMMANDS} | set(ALIASES), key=lambda name: (-len(name), name)
+    {spec.name for spec in ALL_COMMANDS} | set(ALIASES), key=lambda name: (-len(name), name)
 )
 _COMMAND_MENTION = re.compile(
     r"(?<![\w/.:&#-])/(" + "|".join(map(re.escape, _COMMAND_NAMES)) + r")(?![\w/-])"

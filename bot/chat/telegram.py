@@ -84,7 +84,13 @@ from bot.chat.telegram_render import (
     relabel,
     render,
 )
-from bot.commands import ALIASES, COMMANDS, is_button_update, menu_commands, reply_for_payload
+from bot.commands import (
+    ALIASES,
+    ALL_COMMANDS,
+    is_button_update,
+    menu_commands,
+    reply_for_payload,
+)
 from bot.config import Settings
 from bot.messages import Action, Command, PaperBlock, Reply
 from bot.messages import CommandHandler as HandleFn
@@ -113,7 +119,7 @@ _PERMANENT_BAD_REQUESTS = (
     "peer_id_invalid",
     "bot was blocked",
 )
-KNOWN_COMMANDS = frozenset([spec.name for spec in COMMANDS] + list(ALIASES))
+KNOWN_COMMANDS = frozenset([spec.name for spec in ALL_COMMANDS] + list(ALIASES))
 _ADAPTER = "tp_adapter"
 _WEBHOOK = "tp_webhook"
 
