@@ -16,6 +16,8 @@ from bot.logs import known_secrets
 from storage.db import Database, normalize_url
 from storage.migrate import upgrade
 from tests import log_audit
+from tests.fakes.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_CLIENT_SECRET
+from tests.fakes.telegram_api import DEFAULT_TOKEN
 
 _LOOPBACK_PREFIXES = ("127.", "::1", "localhost")
 _real_connect = socket.socket.connect
@@ -86,14 +88,18 @@ def isolated_settings(
 # --- secrets in logs ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session", autouse=True)
-def secret_log_audit(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[log_audit.Auditor]:
-    """Everything the run logs is written as in production and searched for secrets at the end."""
-    from tests.fakes.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_CLIENT_SECRET
-    from tests.fakes.telegram_api import DEFAULT_TOKEN
+_AUDIT_SUMMARY: list[str] = []
 
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line saying what the log audit searched and found."""
+    for line in _AUDIT_SUMMARY:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_log_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[log_audit.Auditor]:
+    """Everything the run logs is written as in production and searched for secrets at the end."""
     auditor = log_audit.Auditor(
         tmp_path_factory.mktemp("logs"),
         frozenset({DEFAULT_TOKEN, DEFAULT_BOT_TOKEN, DEFAULT_CLIENT_SECRET}),
@@ -103,13 +109,11 @@ def secret_log_audit(
     yield auditor
     lines = auditor.log_line_count()
     leaks = auditor.finish()
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            f"log audit: {lines} lines logged in-process and {len(auditor.files) - 1} service "
-            f"log files searched for {len(known_secrets()) + len(auditor.extra_secrets)} "
-            f"configured secrets: {len(leaks)} found"
-        )
+    _AUDIT_SUMMARY.append(
+        f"log audit: {lines} lines logged in-process and {len(auditor.files) - 1} service "
+        f"log files searched for {len(known_secrets()) + len(auditor.extra_secrets)} "
+        f"configured secrets: {len(leaks)} found"
+    )
     if leaks:
         shown = "\n".join(leak.describe() for leak in leaks[:20])
         pytest.fail(f"secrets appeared in the logs:\n{shown}", pytrace=False)
