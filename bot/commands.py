@@ -587,6 +587,15 @@ class CommandRouter:
             return Reply.text(NOT_SUBSCRIBED)
         return subscriber
 
+    def _change(self, command: Command, **changes: Any) -> Reply | None:
+        """Store ``changes`` on this chat's subscriber; the refusal reply when not allowed."""
+        subscriber = self._editable(command)
+        if isinstance(subscriber, Reply):
+            return subscriber
+        assert subscriber.id is not None
+        subscribers.update(self.db, subscriber.id, **changes)
+        return None
+
     def _now(self) -> datetime:
         return self.clock()
 
@@ -1016,12 +1025,8 @@ class CommandRouter:
                     "Tell me the days, e.g. /settings days weekdays, /settings days every day or "
                     "/settings days mon,wed,fri"
                 )
-            subscriber = self._editable(command)
-            if isinstance(subscriber, Reply):
-                return subscriber
-            assert subscriber.id is not None
-            subscribers.update(self.db, subscriber.id, digest_days=days)
-            return Reply.text(f"Done: a digest {describe_days(days)}.")
+            refused = self._change(command, digest_days=days)
+            return refused or Reply.text(f"Done: a digest {describe_days(days)}.")
         if what in ("announcements", "announcement", "announce", "news"):
             return await self._set_announcements(command, value.strip().casefold())
         return Reply.text(
@@ -1037,11 +1042,9 @@ class CommandRouter:
                 "Use /settings announcements off to stop messages from the bot's admins, "
                 "or /settings announcements on to get them again."
             )
-        subscriber = self._editable(command)
-        if isinstance(subscriber, Reply):
-            return subscriber
-        assert subscriber.id is not None
-        subscribers.update(self.db, subscriber.id, announcements=wanted)
+        refused = self._change(command, announcements=wanted)
+        if refused is not None:
+            return refused
         if wanted:
             return Reply.text("Done: this chat gets announcements from the bot's admins again.")
         return Reply.text(
