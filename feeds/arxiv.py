@@ -134,7 +134,8 @@ def _clean(text: str | None) -> str:
         return ""
     if "&" in text:
         text = _ENTITY.sub(lambda match: html.unescape(match.group(0)), text)
-    if text.isascii():
+    # Splitting a few words is cheaper than checking them.
+    if len(text) > 64 and text.isascii():
         flat = text.replace("\n", " ").strip(" ")
         if "  " not in flat and not _has_other_ascii_space(flat):
             return flat

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import Executable
 
@@ -93,7 +93,8 @@ def upsert_papers(
     result = UpsertResult()
     try:
         with db.engine.begin() as connection:
-            statement = _upsert_statement(connection.dialect)
+            dialect = connection.dialect
+            statement = _upsert_statement(dialect.name, dialect.insert_executemany_returning)
             for start in range(0, len(records), _CHUNK):
                 chunk = records[start : start + _CHUNK]
                 known: dict[str, tuple[int, bool]] = {
@@ -123,10 +124,11 @@ def upsert_papers(
     return result
 
 
-def _upsert_statement(dialect: Dialect) -> Executable:
+@cache
+def _upsert_statement(dialect_name: str, multi_row: bool) -> Executable:
     """INSERT … ON CONFLICT that only overwrites a row with a higher version (see above)."""
     table = PAPERS
-    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     statement = insert(table)
     excluded = statement.excluded
     # An announcement date can reach a row through an older version: it fills in the date
@@ -147,7 +149,7 @@ def _upsert_statement(dialect: Dialect) -> Executable:
             table.c.announced.is_(None) & excluded.announced.is_not(None),
         ),
     )
-    if dialect.insert_executemany_returning:
+    if multi_row:
         # With RETURNING, SQLAlchemy sends a list of rows as multi-row INSERTs
         # ("insertmanyvalues") instead of one statement per row.
         return statement.returning(table.c.arxiv_id)
