@@ -2,7 +2,9 @@
 
 Usage: python bench/ingest.py [N]        (default 50,000)
 
-Prints records/s for parse alone and parse+store, and the ratio of the bulk upsert against
+Prints records/s for parse alone and parse+store (wall clock, the figures the targets are
+for), the same two rates over this process's CPU time (on a busy machine the wall clock also
+counts the time spent waiting for a CPU or the disk), and the ratio of the bulk upsert against
 the naive way it replaces (one ORM lookup and write per paper, one commit per paper),
 measured in the same run on a sample.
 """
@@ -113,21 +115,23 @@ def main() -> int:
     size_mb = sum(len(p) for p in pages) / 1e6
     print(f"{args.n:,} synthetic OAI-PMH records in {len(pages)} pages ({size_mb:.1f} MB)")
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     parsed = [paper for page in pages for paper in parse_oai(page).papers]
     parse_seconds = time.perf_counter() - started
+    parse_cpu_seconds = time.process_time() - cpu_started
     assert len(parsed) == args.n, f"parsed {len(parsed)} of {args.n}"
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
         upgrade(db)
         now = datetime.now(UTC)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         stored = 0
         for page in pages:
             result = upsert_papers(db, parse_oai(page).papers, now=now)
             stored += result.inserted
         store_seconds = time.perf_counter() - started
+        store_cpu_seconds = time.process_time() - cpu_started
         assert stored == args.n, f"stored {stored} of {args.n}"
         db.dispose()
 
@@ -149,6 +153,10 @@ def main() -> int:
     store_rate = args.n / store_seconds
     print(f"parse alone:        {parse_rate:>10,.0f} records/s  (target ≥ 20,000)")
     print(f"parse + store:      {store_rate:>10,.0f} records/s  (target ≥ 5,000, SQLite WAL)")
+    print(
+        f"per CPU second:     {args.n / parse_cpu_seconds:>10,.0f} parse alone, "
+        f"{args.n / store_cpu_seconds:,.0f} parse + store"
+    )
     print(
         f"store only, {len(sample):,} records: bulk upsert {bulk_rate:,.0f}/s vs naive per-row "
         f"ORM {naive_rate:,.0f}/s → {bulk_rate / naive_rate:.1f}× faster"

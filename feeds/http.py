@@ -9,10 +9,12 @@ for 3 s), and a response-size cap. Time is injected (``sleep``, ``clock``) so te
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -264,6 +266,26 @@ def parse_xml(content: bytes, url: str = "") -> Element:
         raise MalformedPayload(f"malformed XML: {exc}", url) from exc
     except Exception as exc:  # defusedxml's forbidden-construct errors share no base class
         raise MalformedPayload(f"unsafe or invalid XML: {type(exc).__name__}", url) from exc
+
+
+@contextmanager
+def cycle_collection_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a burst of allocations that form no cycles.
+
+    Parsing a 1,000-record OAI-PMH page builds some 25,000 elements; while they are alive the
+    collector keeps re-scanning them and, as they age, the whole heap, which costs about as
+    much as building the tree. An element tree and the records read from it hold no reference
+    cycles, so reference counting frees them as usual; let the tree go before the block ends,
+    or the collector scans it right after. Safe to nest and to use from several threads: a
+    pause only ever enables the collector again if it found it enabled.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def parse_json(content: bytes, url: str = "") -> Any:

@@ -33,6 +33,7 @@ _TEXT_PATTERN = re.compile(
     rf"(?:\barxiv[:\s]\s*)?(?<![\w./-])(?:{_NEW_ID}|{_OLD_ID}){_VERSION}(?![\w/]|\.\d)",
     re.IGNORECASE,
 )
+_PLAIN_NEW_ID = re.compile(_NEW_ID)
 _EXACT = re.compile(rf"^(?:arxiv:)?(?:{_NEW_ID}|{_OLD_ID}){_VERSION}$", re.IGNORECASE)
 
 
@@ -59,6 +60,8 @@ def split_version(raw: str) -> tuple[str, int | None]:
 
 def normalize_id(raw: str) -> str:
     """Return the versionless id of ``raw`` (an id, with or without ``arXiv:`` or version)."""
+    if _PLAIN_NEW_ID.fullmatch(raw):
+        return raw  # already canonical: the common case of every harvested record
     return split_version(raw)[0]
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql import Executable
 
 from feeds.records import Paper as PaperRecord
 from storage.db import Database
@@ -76,48 +78,82 @@ def upsert_papers(
 
     Ingesting the same payload twice changes nothing; an older version never overwrites a
     newer one; an announcement date fills in one that was unknown.
+
+    This is the bulk path of every ingest (announcements, OAI-PMH backfill, engagement
+    look-ups). Papers that would change nothing are not sent at all, and each chunk of the
+    rest goes to the database as one multi-row statement: the search index triggers of
+    migration 0002 then add the chunk to SQLite's full-text index in one go, where one
+    statement per paper made FTS5 write and merge an index segment per paper.
     """
     now = now or utcnow()
     records = _latest_per_id(papers)
     if not records:
         return UpsertResult()
-    insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
     table = PAPERS
     result = UpsertResult()
     try:
         with db.engine.begin() as connection:
+            dialect = connection.dialect
+            statement = _upsert_statement(dialect.name, dialect.insert_executemany_returning)
             for start in range(0, len(records), _CHUNK):
                 chunk = records[start : start + _CHUNK]
-                known = dict(
-                    connection.execute(
-                        select(table.c.arxiv_id, table.c.version).where(
-                            table.c.arxiv_id.in_([p.arxiv_id for p in chunk])
-                        )
-                    ).all()
-                )
-                inserted = sum(1 for p in chunk if p.arxiv_id not in known)
-                updated = sum(
-                    1 for p in chunk if p.arxiv_id in known and p.version > known[p.arxiv_id]
-                )
-                statement = insert(table)
-                excluded = statement.excluded
-                statement = statement.on_conflict_do_update(
-                    index_elements=["arxiv_id"],
-                    set_={
-                        **{name: excluded[name] for name in _UPDATED_ON_NEW_VERSION},
-                        # Keep the first announcement date; fill it in when only now known.
-                        "announced": func.coalesce(table.c.announced, excluded.announced),
-                    },
-                    where=or_(
-                        excluded.version > table.c.version,
-                        table.c.announced.is_(None) & excluded.announced.is_not(None),
-                    ),
-                )
-                connection.execute(statement, [_row(p, now) for p in chunk])
+                known: dict[str, tuple[int, bool]] = {
+                    arxiv_id: (version, announced_unknown)
+                    for arxiv_id, version, announced_unknown in connection.execute(
+                        select(
+                            table.c.arxiv_id, table.c.version, table.c.announced.is_(None)
+                        ).where(table.c.arxiv_id.in_([p.arxiv_id for p in chunk]))
+                    )
+                }
+                inserted = updated = 0
+                changed: list[PaperRecord] = []
+                for paper in chunk:
+                    stored = known.get(paper.arxiv_id)
+                    if stored is None:
+                        inserted += 1
+                    elif paper.version > stored[0]:
+                        updated += 1
+                    elif not (stored[1] and paper.announced is not None):
+                        continue  # the statement's WHERE would leave this row as it is
+                    changed.append(paper)
+                if changed:
+                    connection.execute(statement, [_row(p, now) for p in changed]).close()
                 result = result + UpsertResult(inserted, updated, len(chunk) - inserted - updated)
     except SQLAlchemyError as exc:
         raise StorageError(f"could not store {len(records)} papers") from exc
     return result
+
+
+@cache
+def _upsert_statement(dialect_name: str, multi_row: bool) -> Executable:
+    """INSERT … ON CONFLICT that only overwrites a row with a higher version (see above)."""
+    table = PAPERS
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    statement = insert(table)
+    excluded = statement.excluded
+    # An announcement date can reach a row through an older version: it fills in the date
+    # but must not bring that version's text back.
+    not_older = excluded.version >= table.c.version
+    statement = statement.on_conflict_do_update(
+        index_elements=["arxiv_id"],
+        set_={
+            **{
+                name: case((not_older, excluded[name]), else_=table.c[name])
+                for name in _UPDATED_ON_NEW_VERSION
+            },
+            # Keep the first announcement date; fill it in when only now known.
+            "announced": func.coalesce(table.c.announced, excluded.announced),
+        },
+        where=or_(
+            excluded.version > table.c.version,
+            table.c.announced.is_(None) & excluded.announced.is_not(None),
+        ),
+    )
+    if multi_row:
+        # With RETURNING, SQLAlchemy sends a list of rows as multi-row INSERTs
+        # ("insertmanyvalues") instead of one statement per row.
+        return statement.returning(table.c.arxiv_id)
+    return statement
 
 
 def get_paper(db: Database, arxiv_id: str) -> Paper | None:

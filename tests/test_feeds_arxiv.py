@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import httpx
 import pytest
@@ -293,6 +295,50 @@ def test_truncated_payload_is_malformed() -> None:
 def test_wrong_document_is_malformed(parser: Callable[[bytes], PaperBatch], name: str) -> None:
     with pytest.raises(MalformedPayload):
         parser(_payload(name))
+
+
+def test_oai_parsing_leaves_the_garbage_collector_on() -> None:
+    assert parse_oai(_payload("oai_listrecords_arXiv_page1.xml")).papers
+    assert gc.isenabled()
+    with pytest.raises(MalformedPayload):
+        parse_oai(_payload("oai_listrecords_arXiv_page1.xml")[:-40])
+    assert gc.isenabled()
+    with pytest.raises(OaiError):
+        parse_oai(_payload("oai_bad_argument.xml"))
+    assert gc.isenabled()
+
+
+_TEXT = st.lists(
+    st.sampled_from(
+        ["a", "Zz", "é", "$x < y$", " ", "  ", "\n", "\t", "\r", "\xa0", "\u2003", "&"]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(title=_TEXT, abstract=_TEXT, keyname=_TEXT, forenames=_TEXT)
+def test_oai_text_is_collapsed_exactly_like_str_split(
+    title: str, abstract: str, keyname: str, forenames: str
+) -> None:
+    def tidy(text: str) -> str:
+        return " ".join(text.split())
+
+    def xml(text: str) -> str:
+        return escape(text).replace("\r", "&#13;")  # a literal CR would become a newline
+
+    record = (
+        '<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><ListRecords><record><metadata>'
+        '<arXiv xmlns="http://arxiv.org/OAI/arXiv/"><id>2507.00001</id>'
+        f"<created>2025-07-01</created><authors><author><keyname>{xml(keyname)}</keyname>"
+        f"<forenames>{xml(forenames)}</forenames></author></authors><title>{xml(title)}</title>"
+        f"<categories>cs.LG</categories><abstract>{xml(abstract)}</abstract></arXiv>"
+        "</metadata></record></ListRecords></OAI-PMH>"
+    )
+    (paper,) = parse_oai(record.encode()).papers
+    assert paper.title == tidy(title)
+    assert paper.abstract == tidy(abstract)
+    name = " ".join(f"{forenames} {keyname}".split())
+    assert paper.authors == ((name,) if name else ())
 
 
 @pytest.mark.parametrize("parser", [parse_announcements, parse_api_feed, parse_oai])

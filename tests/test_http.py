@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import socket
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from feeds.http import (
     backoff_delay,
     build_client,
     conditional_headers,
+    cycle_collection_paused,
     parse_json,
     parse_xml,
     raise_for_status,
@@ -204,6 +206,26 @@ def test_safe_parsers_reject_garbage_and_entity_bombs() -> None:
         parse_json(b"{not json")
     with pytest.raises(MalformedPayload):
         parse_json(b"  ")
+
+
+def test_a_collection_pause_restores_the_collector_as_it_found_it() -> None:
+    assert gc.isenabled()
+    with cycle_collection_paused():
+        assert not gc.isenabled()
+        with cycle_collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner pause found it off and leaves it off
+    assert gc.isenabled()
+    with pytest.raises(MalformedPayload), cycle_collection_paused():
+        parse_xml(b"<a><b>")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with cycle_collection_paused():
+            pass
+        assert not gc.isenabled()  # never switched on behind the back of whoever paused it
+    finally:
+        gc.enable()
 
 
 def test_real_network_is_blocked_in_tests() -> None:

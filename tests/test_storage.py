@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -88,6 +88,57 @@ def test_upsert_fills_an_unknown_announcement_date(db: Database) -> None:
     papers.upsert_papers(db, [make_paper()], now=NOW)
     stored = papers.get_paper(db, "2511.00001")
     assert stored is not None and stored.announced == NOW - timedelta(hours=7)
+
+
+def test_an_older_version_fills_the_announcement_date_but_not_its_text(db: Database) -> None:
+    papers.upsert_papers(db, [make_paper(version=3, title="Third", announced=None)], now=NOW)
+    late = NOW + timedelta(days=1)
+    result = papers.upsert_papers(db, [make_paper(version=1, title="First")], now=late)
+    assert (result.inserted, result.updated, result.unchanged) == (0, 0, 1)
+    stored = papers.get_paper(db, "2511.00001")
+    assert stored is not None
+    assert (stored.version, stored.title) == (3, "Third")
+    assert stored.announced == NOW - timedelta(hours=7)
+    assert stored.ingested_at == NOW
+
+
+def test_a_page_of_unchanged_papers_writes_nothing(db: Database) -> None:
+    page = [make_paper(f"2511.{n:05d}") for n in range(1, 1201)]  # more than one chunk
+    first = papers.upsert_papers(db, page, now=NOW)
+    assert (first.inserted, first.updated, first.unchanged) == (1200, 0, 0)
+    later = NOW + timedelta(days=1)
+    changed = [dataclasses.replace(page[5], version=2, title="Revised"), page[700]]
+    again = papers.upsert_papers(db, page[:5] + changed + page[701:], now=later)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 1, 505)
+    stored = papers.get_papers(db, [page[0].arxiv_id, page[5].arxiv_id, page[700].arxiv_id])
+    assert stored[page[0].arxiv_id].ingested_at == NOW
+    assert stored[page[700].arxiv_id].ingested_at == NOW
+    assert (stored[page[5].arxiv_id].title, stored[page[5].arxiv_id].ingested_at) == (
+        "Revised",
+        later,
+    )
+    assert papers.count_papers(db) == 1200
+
+
+def test_timestamps_bind_alike_whatever_their_zone(db: Database) -> None:
+    # Bound datetimes are converted once per distinct value; equal instants must store alike
+    # and more distinct values than the conversion cache holds must all round-trip.
+    plus_two = timezone(timedelta(hours=2))
+    page = [
+        make_paper(
+            f"2511.{n:05d}",
+            published=(NOW - timedelta(minutes=n)).astimezone(plus_two if n % 2 else UTC),
+            announced=None,
+        )
+        for n in range(1, 5001)
+    ]
+    papers.upsert_papers(db, page, now=NOW.astimezone(plus_two))
+    stored = papers.get_papers(db, [p.arxiv_id for p in page])
+    for paper in page:
+        row = stored[paper.arxiv_id]
+        assert row.published == paper.published
+        assert row.published.tzinfo is not None and row.published.utcoffset() == timedelta(0)
+        assert row.first_seen_at == NOW and row.announced is None
 
 
 def test_same_id_twice_in_one_batch_keeps_the_newest(db: Database) -> None:
