@@ -201,6 +201,13 @@ def test_safe_parsers_reject_garbage_and_entity_bombs() -> None:
     bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><x>&b;</x>'
     with pytest.raises(MalformedPayload):
         parse_xml(bomb)
+    # In UTF-16 the declaration is spelled with other bytes; it must not slip past.
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be"):
+        declared = "UTF-16" if encoding == "utf-16" else encoding.upper()
+        wide = f'<?xml version="1.0" encoding="{declared}"?>{bomb.decode()[21:]}'
+        with pytest.raises(MalformedPayload):
+            parse_xml(wide.encode(encoding))
+    assert parse_xml("<a>ü</a>".encode("utf-16")).text == "ü"
     assert parse_json(b'{"a": 1}') == {"a": 1}
     with pytest.raises(MalformedPayload):
         parse_json(b"{not json")
