@@ -123,6 +123,10 @@ class SlidingWindow:
         self._in_flight = 0
         self._free_at: deque[float] = deque()  # answered calls' permits come back then (sorted)
         self._answered: asyncio.Event | None = None
+        # Waiters queue on a lock (first come, first served) and only the first one watches
+        # the clock, so a freed permit wakes one task, not every waiting one.
+        self._turn: asyncio.Lock | None = None
+        self._queued = 0
 
     def _held(self, now: float) -> int:
         while self._free_at and self._free_at[0] <= now:
@@ -131,16 +135,26 @@ class SlidingWindow:
 
     async def acquire(self) -> float:
         """Wait for a permit; returns the seconds waited (on the limiter's clock)."""
-        start = now = self._clock()
-        while self._held(now) >= self.limit.count:
-            if self._free_at:
-                await self._sleep(self._free_at[0] - now)
-            else:  # every permit is held by a call still waiting for its answer
-                if self._answered is None:
-                    self._answered = asyncio.Event()
-                await self._answered.wait()
-            now = self._clock()
-        self._in_flight += 1
+        start = self._clock()
+        if not self._queued and self._held(start) < self.limit.count:
+            self._in_flight += 1
+            return 0.0
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        self._queued += 1
+        try:
+            async with self._turn:
+                now = self._clock()
+                while self._held(now) >= self.limit.count:
+                    if self._free_at:
+                        await self._sleep(self._free_at[0] - now)
+                    else:  # every permit is held by a call still waiting for its answer
+                        self._answered = asyncio.Event()
+                        await self._answered.wait()
+                    now = self._clock()
+                self._in_flight += 1
+        finally:
+            self._queued -= 1
         return now - start
 
     def release(self) -> None:

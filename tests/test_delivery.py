@@ -28,7 +28,14 @@ from bot.chat.sender import (
     unpaced,
 )
 from bot.delivery import DeliveryPolicy, DeliveryWorker
-from bot.ratelimit import TELEGRAM_LIMITS, ChatRateLimiter, Limit, PlatformLimits
+from bot.ratelimit import (
+    CLOCK_GUARD_SECONDS,
+    TELEGRAM_LIMITS,
+    ChatRateLimiter,
+    Limit,
+    PlatformLimits,
+    SlidingWindow,
+)
 from storage import outbox, subscribers
 from storage.db import Database
 from storage.models import ChatKind, OutboxStatus, Platform, Subscriber
@@ -170,6 +177,31 @@ class _JumpingSelector(selectors.DefaultSelector):
                 raise RuntimeError("nothing will ever happen: every task waits on another")
             self._loop.now += timeout
         return ready
+
+
+def test_a_window_permit_comes_back_a_window_after_the_answer_first_come_first_served() -> None:
+    loop = VirtualTimeLoop()
+    window = SlidingWindow(Limit(2, 1.0), loop.time, asyncio.sleep)
+    started: list[tuple[int, float]] = []
+
+    async def call(number: int) -> None:
+        await window.acquire()
+        started.append((number, loop.time()))
+        await asyncio.sleep(0.1)  # the answer takes 0.1 s
+        window.release()
+
+    async def five_calls() -> None:
+        await asyncio.gather(*(call(number) for number in range(5)))
+
+    try:
+        loop.run_until_complete(five_calls())
+    finally:
+        loop.close()
+    assert [number for number, _ in started] == [0, 1, 2, 3, 4]
+    guard = CLOCK_GUARD_SECONDS
+    assert [at for _, at in started] == pytest.approx(
+        [0.0, 0.0, 1.1 + guard, 1.1 + guard, 2.2 + 2 * guard]
+    )
 
 
 def simulate_fan_out(chats: list[int], seed: int, *, counted: bool) -> tuple[int, float]:
