@@ -13,10 +13,10 @@ runs inside ``async with limiter.slot(chat, kind):`` and goes through two stages
   message at some unknown moment between our request leaving and its answer arriving; a late
   event loop, a busy network stack or the server's own queue can bunch requests that left on
   schedule. So each limit is also a sliding window of N permits: a call holds one from just
-  before its request until T seconds after its answer. Any T-second window of the platform's
-  clock can then only hold calls whose permits overlapped, of which there are at most N,
-  whatever the delays. The price is the answer's latency once per window: 30 a second with
-  answers in 50 ms gives 30 / 1.05 ≈ 28.6 a second, still without any 429.
+  before its request until T seconds after its answer. At any moment, every call the
+  platform counted in the last T seconds still holds its permit, so it has counted at most
+  N, whatever the delays. The price is the answer's latency once per window: 30 a second
+  with answers in 50 ms gives 30 / 1.05 ≈ 28.6 a second, still without any 429.
 
 A 429 blocks that chat until the retry time and, for a while, makes every platform-wide
 reservation take two slots (half the rate).
