@@ -1,8 +1,9 @@
 """The delivery worker: drains the outbox through each platform's sender within its limits.
 
-Per claimed message: wait for a send slot (per chat and platform-wide), send, and record the
-result in its own short transaction straight away, so the window in which a message is sent
-but not yet recorded is as small as it can be. Failures are sorted by what they mean:
+Per claimed message: send it, each platform message it turns into in its own rate-limit slot
+(per chat and platform-wide, handed to the sender as ``pace``), and record the result in its
+own short transaction straight away, so the window in which a message is sent but not yet
+recorded is as small as it can be. Failures are sorted by what they mean:
 
 - ``RetryLater`` (429): the chat is backed off and the platform slowed; the message is due
   again after the wait, and that attempt does not count against it.
@@ -135,10 +136,13 @@ class DeliveryWorker:
         sender = self.senders[message.platform]
         limiter = self.limiters[message.platform]
         chat_key = f"{message.workspace_id or ''}:{message.chat_id}"
-        await limiter.acquire(chat_key, message.chat_kind)
+
+        def pace() -> contextlib.AbstractAsyncContextManager[None]:
+            return limiter.slot(chat_key, message.chat_kind)
+
         try:
             message_id = await sender.send(
-                _subscriber_view(message), message.payload, key=message.idempotency_key
+                _subscriber_view(message), message.payload, key=message.idempotency_key, pace=pace
             )
         except RetryLater as exc:
             limiter.back_off(chat_key, message.chat_kind, exc.seconds)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
+import random
+import selectors
 import signal
 import subprocess
 import sys
@@ -17,12 +20,26 @@ from typing import Any
 
 import pytest
 
-from bot.chat.sender import PermanentDeliveryError, RetryLater, TransientDeliveryError
+from bot.chat.sender import (
+    Pace,
+    PermanentDeliveryError,
+    RetryLater,
+    TransientDeliveryError,
+    unpaced,
+)
 from bot.delivery import DeliveryPolicy, DeliveryWorker
-from bot.ratelimit import TELEGRAM_LIMITS, ChatRateLimiter, PlatformLimits, Rate
+from bot.ratelimit import (
+    CLOCK_GUARD_SECONDS,
+    TELEGRAM_LIMITS,
+    ChatRateLimiter,
+    Limit,
+    PlatformLimits,
+    SlidingWindow,
+)
 from storage import outbox, subscribers
 from storage.db import Database
 from storage.models import ChatKind, OutboxStatus, Platform, Subscriber
+from tests.fakes.telegram_api import FloodGate, FloodLimits
 
 NOW = datetime(2026, 11, 16, 8, 0, tzinfo=UTC)
 
@@ -50,18 +67,27 @@ class FakeClock:
 
 
 class ScriptedSender:
-    """A ChatSender that records sends and fails on cue."""
+    """A ChatSender that records sends and fails on cue; a payload goes out as ``parts`` posts."""
 
     platform = Platform.TELEGRAM
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock | None = None, *, parts: int = 1) -> None:
         self.sent: list[tuple[str, str]] = []
+        self.posted_at: list[float] = []
         self.failures: dict[str, list[Exception]] = {}
+        self._clock = clock
+        self._parts = parts
 
-    async def send(self, subscriber: Subscriber, payload: dict[str, Any], *, key: str) -> str:
+    async def send(
+        self, subscriber: Subscriber, payload: dict[str, Any], *, key: str, pace: Pace = unpaced
+    ) -> str:
         queue = self.failures.get(subscriber.chat_id)
         if queue:
-            raise queue.pop(0)
+            async with pace():
+                raise queue.pop(0)
+        for _ in range(self._parts):
+            async with pace():
+                self.posted_at.append(self._clock.mono if self._clock else 0.0)
         self.sent.append((subscriber.chat_id, key))
         return f"m{len(self.sent)}"
 
@@ -94,8 +120,8 @@ async def test_sends_everything_once_within_the_overall_limit(db: Database) -> N
     report = await worker(db, sender, clock).run_once()
     assert report.sent == 90
     assert len(set(sender.sent)) == 90
-    # 90 messages at 28/s need about 3.2 s of the schedule; no blind sleeping beyond that.
-    assert 3.0 < clock.slept < 3.3
+    # 90 messages at 30/s need about 3 s of the schedule; no blind sleeping beyond that.
+    assert 2.9 < clock.slept < 3.1
     assert (await worker(db, sender, clock).run_once()).claimed == 0
     assert outbox.counts(db) == {"sent": 90}
 
@@ -106,9 +132,9 @@ def test_per_chat_and_group_limits() -> None:
     waits = [limiter.reserve("dm", ChatKind.USER) for _ in range(3)]
     assert waits == pytest.approx([0.0, 1.0, 2.0])
     group = [limiter.reserve("group", ChatKind.GROUP) for _ in range(3)]
-    assert group == pytest.approx([1 / 28, 3.0, 6.0], abs=0.05)  # 20 a minute; dm never blocks it
+    assert group == pytest.approx([1 / 30, 3.0, 6.0], abs=0.05)  # 20 a minute; dm never blocks it
     burst = ChatRateLimiter(
-        PlatformLimits(Rate(10, 1), Rate(100, 1), Rate(100, 1)), clock=clock.monotonic
+        PlatformLimits(Limit(10), Limit(100), Limit(100)), clock=clock.monotonic
     )
     slots = [burst.reserve(f"c{i}", ChatKind.USER) for i in range(10)]
     assert slots == pytest.approx([i / 10 for i in range(10)])
@@ -116,6 +142,133 @@ def test_per_chat_and_group_limits() -> None:
     assert burst.reserve("c0", ChatKind.USER) == pytest.approx(5.0, abs=0.2)
     after = [burst.reserve(f"d{i}", ChatKind.USER) for i in range(3)]
     assert after[2] - after[1] == pytest.approx(0.2)  # halved rate while backing off
+
+
+async def test_each_part_of_a_long_digest_takes_its_own_slot(db: Database) -> None:
+    clock = FakeClock()
+    sender = ScriptedSender(clock, parts=3)  # a digest over 4096 characters: three posts
+    enqueue_digests(db, 1)
+    report = await worker(db, sender, clock).run_once()
+    assert report.sent == 1 and len(sender.posted_at) == 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sender.posted_at)]
+    assert min(gaps) >= 1.0  # one a second in a private chat, part after part
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock jumps to the next timer instead of waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(_JumpingSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
+class _JumpingSelector(selectors.DefaultSelector):
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if not ready:
+            if timeout is None:
+                raise RuntimeError("nothing will ever happen: every task waits on another")
+            self._loop.now += timeout
+        return ready
+
+
+def test_a_window_permit_comes_back_a_window_after_the_answer_first_come_first_served() -> None:
+    loop = VirtualTimeLoop()
+    window = SlidingWindow(Limit(2, 1.0), loop.time, asyncio.sleep)
+    started: list[tuple[int, float]] = []
+
+    async def call(number: int) -> None:
+        await window.acquire()
+        started.append((number, loop.time()))
+        await asyncio.sleep(0.1)  # the answer takes 0.1 s
+        window.release()
+
+    async def five_calls() -> None:
+        await asyncio.gather(*(call(number) for number in range(5)))
+
+    try:
+        loop.run_until_complete(five_calls())
+    finally:
+        loop.close()
+    assert [number for number, _ in started] == [0, 1, 2, 3, 4]
+    guard = CLOCK_GUARD_SECONDS
+    assert [at for _, at in started] == pytest.approx(
+        [0.0, 0.0, 1.1 + guard, 1.1 + guard, 2.2 + 2 * guard]
+    )
+
+
+def simulate_fan_out(chats: list[int], seed: int, *, counted: bool) -> tuple[int, float]:
+    """Send one message per entry of ``chats`` (positive: private, negative: group) through
+    the limiter to Telegram's flood gate, each counted at a random moment between leaving and
+    its answer, with now and then a stall that holds one back for up to 0.3 s while later ones
+    overtake it. 40 sends run at a time, like the worker's default.
+
+    ``counted=False`` paces only (reserve and sleep, no counted windows): what the limiter did
+    before. Returns the 429s and the seconds the fan-out took.
+    """
+    rng = random.Random(seed)
+    loop = VirtualTimeLoop()
+    gate = FloodGate(FloodLimits(), clock=loop.time, time_scale=1.0)
+    limiter = ChatRateLimiter(TELEGRAM_LIMITS, clock=loop.time)
+    refused = 0
+
+    async def call(chat_id: int) -> None:
+        nonlocal refused
+        stall = rng.random() < 0.05
+        await asyncio.sleep(rng.uniform(0.1, 0.3) if stall else rng.expovariate(1 / 0.004))
+        if gate.admit(chat_id, chat_id > 0) is not None:
+            refused += 1
+        await asyncio.sleep(rng.expovariate(1 / 0.004))
+
+    async def send(chat_id: int) -> None:
+        kind = ChatKind.USER if chat_id > 0 else ChatKind.GROUP
+        if counted:
+            async with limiter.slot(str(chat_id), kind):
+                await call(chat_id)
+        else:
+            await asyncio.sleep(limiter.reserve(str(chat_id), kind))
+            await call(chat_id)
+
+    async def fan_out() -> float:
+        worker_gate = asyncio.Semaphore(40)
+
+        async def one(chat_id: int) -> None:
+            async with worker_gate:
+                await send(chat_id)
+
+        await asyncio.gather(*(one(chat) for chat in chats))
+        return loop.time()
+
+    try:
+        elapsed = loop.run_until_complete(fan_out())
+    finally:
+        loop.close()
+    return refused, elapsed
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_counted_windows_keep_every_second_within_the_limit_however_late_it_counts(
+    seed: int,
+) -> None:
+    chats = [chat for chat in range(1, 301) for _ in range(2)]
+    chats += [-group for group in range(1, 5) for _ in range(30)]
+    random.Random(seed).shuffle(chats)
+    assert simulate_fan_out(chats, seed, counted=True)[0] == 0
+    assert simulate_fan_out(chats, seed, counted=False)[0] > 0  # the same delays break pacing
+
+
+def test_counted_windows_cost_about_one_answer_latency_a_second() -> None:
+    refused, elapsed = simulate_fan_out(list(range(1, 1501)), 7, counted=True)
+    assert refused == 0
+    # 1,500 chats at 30/s is 50 s; answers take ~8 ms plus the stalls, ~2 % of each second.
+    assert 50 < elapsed < 50 * 1.05
 
 
 async def test_429_backs_off_the_chat_and_does_not_count_as_an_attempt(db: Database) -> None:
@@ -204,9 +357,11 @@ async def test_stop_releases_unstarted_messages(db: Database) -> None:
     delivery = worker(db, sender, clock, concurrency=1)
     original = sender.send
 
-    async def send_then_stop(subscriber: Subscriber, payload: dict[str, Any], *, key: str) -> str:
+    async def send_then_stop(
+        subscriber: Subscriber, payload: dict[str, Any], *, key: str, pace: Pace = unpaced
+    ) -> str:
         delivery.stop()
-        return await original(subscriber, payload, key=key)
+        return await original(subscriber, payload, key=key, pace=pace)
 
     sender.send = send_then_stop  # type: ignore[method-assign]
     report = await delivery.run_once()
@@ -248,7 +403,7 @@ WORKER_SCRIPT = """
 import asyncio, json, os, sys
 from datetime import timedelta
 from bot.delivery import DeliveryPolicy, DeliveryWorker
-from bot.ratelimit import ChatRateLimiter, PlatformLimits, Rate
+from bot.ratelimit import ChatRateLimiter, Limit, PlatformLimits
 from storage.db import Database
 from storage.models import Platform
 
@@ -256,16 +411,17 @@ log_path = sys.argv[2]
 
 class FileSender:
     platform = Platform.TELEGRAM
-    async def send(self, subscriber, payload, *, key):
-        with open(log_path, "a") as log:
-            log.write(json.dumps({"chat": subscriber.chat_id, "pid": os.getpid()}) + "\\n")
-            log.flush()
-            os.fsync(log.fileno())
-        await asyncio.sleep(0.002)
+    async def send(self, subscriber, payload, *, key, pace):
+        async with pace():
+            with open(log_path, "a") as log:
+                log.write(json.dumps({"chat": subscriber.chat_id, "pid": os.getpid()}) + "\\n")
+                log.flush()
+                os.fsync(log.fileno())
+            await asyncio.sleep(0.002)
         return "x"
 
 async def main():
-    fast = PlatformLimits(Rate(2000, 50), Rate(100, 5), Rate(100, 5))
+    fast = PlatformLimits(Limit(2000), Limit(100), Limit(100))
     worker = DeliveryWorker(
         Database(sys.argv[1]),
         {Platform.TELEGRAM: FileSender()},

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.chat.sender import Pace, unpaced
 from bot.config import Settings
 from bot.leader import LeaderLock
 from bot.service import ChatPlatform, MissingConfiguration, Service
@@ -24,8 +25,11 @@ class RecordingSender:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    async def send(self, subscriber: Subscriber, payload: dict[str, Any], *, key: str) -> str:
-        self.sent.append(subscriber.chat_id)
+    async def send(
+        self, subscriber: Subscriber, payload: dict[str, Any], *, key: str, pace: Pace = unpaced
+    ) -> str:
+        async with pace():
+            self.sent.append(subscriber.chat_id)
         return "1"
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,9 +31,11 @@ from bot.chat.telegram import (
 )
 from bot.commands import CommandRouter, menu_commands
 from bot.config import Settings
+from bot.delivery import DeliveryWorker
 from bot.digest import DigestItem, payload
+from bot.ratelimit import TELEGRAM_LIMITS, ChatRateLimiter
 from bot.throttle import Throttle
-from storage import feedback, papers, subscribers
+from storage import feedback, outbox, papers, subscribers
 from storage.db import Database
 from storage.models import ChatKind, Platform, Subscriber
 from tests.fakes import RecordedCall
@@ -403,6 +408,44 @@ async def test_a_retry_resumes_after_the_parts_already_sent(
     assert first_id == str(messages[0].message_id)
     assert len(messages) > 2 and len({m.text for m in messages}) == len(messages)
     assert telegram.stats.duplicate_texts == 0
+
+
+async def test_worker_paces_every_part_of_a_long_digest_without_a_429(sqlite_db: Database) -> None:
+    """Through the worker and the real sender to a fake enforcing the limits: a digest of
+    many parts goes out one part a second, where back to back it would exceed the chat's
+    burst of three and get a 429."""
+    scale = 20.0  # the fake's clock and the limiter's both run 20× fast
+
+    async def scaled_sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds / scale)
+
+    limiter = ChatRateLimiter(
+        TELEGRAM_LIMITS, clock=lambda: time.monotonic() * scale, sleep=scaled_sleep
+    )
+    async with FakeTelegram(enforce_limits=True, time_scale=scale) as fake:
+        long_chat = fake.private_chat(fake.new_user())
+        others = [fake.private_chat(fake.new_user()) for _ in range(5)]
+        big = _digest(30, "A very long title about diffusion & <scaling> " * 12)
+        outbox.enqueue(sqlite_db, _subscriber(sqlite_db, long_chat.id).id or 0, big, key="big")
+        for chat in others:
+            outbox.enqueue(sqlite_db, _subscriber(sqlite_db, chat.id).id or 0, _digest(2),
+                           key=f"small:{chat.id}")  # fmt: skip
+        async with Bot(fake.token, base_url=fake.base_url) as client:
+            worker = DeliveryWorker(
+                sqlite_db,
+                {Platform.TELEGRAM: TelegramSender(client)},
+                limiters={Platform.TELEGRAM: limiter},
+            )
+            report = await worker.run_once()
+        assert (report.sent, report.rate_limited) == (6, 0)
+        assert fake.stats.too_many_requests == 0
+        parts = fake.sent_messages(long_chat.id)
+        assert len(parts) > 3
+        assert all(len(fake.sent_messages(chat.id)) == 1 for chat in others)
+        # Each part was answered before the next left, a chat's second apart (1/20 s real).
+        answered = [call.timestamp for call in fake.calls_to("sendMessage")
+                    if call.params["chat_id"] == long_chat.id]  # fmt: skip
+        assert min(b - a for a, b in itertools.pairwise(answered)) >= 1 / scale
 
 
 async def test_blocked_user_is_a_permanent_failure(

@@ -7,9 +7,19 @@ any platform.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Protocol
 
 from storage.models import Platform, Subscriber
+
+Pace = Callable[[], AbstractAsyncContextManager[object]]
+"""Gives the slot for one platform call: ``async with pace(): <send one message>``."""
+
+
+def unpaced() -> AbstractAsyncContextManager[object]:
+    """No limits: the default when a sender is used outside the delivery worker."""
+    return nullcontext()
 
 
 class DeliveryError(Exception):
@@ -37,10 +47,14 @@ class ChatSender(Protocol):
 
     platform: Platform
 
-    async def send(self, subscriber: Subscriber, payload: dict[str, Any], *, key: str) -> str:
+    async def send(
+        self, subscriber: Subscriber, payload: dict[str, Any], *, key: str, pace: Pace = unpaced
+    ) -> str:
         """Send a rendered outbox payload to the subscriber's chat; return the message id.
 
         ``key`` is the outbox row's idempotency key; adapters that can attach it to the
         message (or check for it) use it to avoid a duplicate after an unclear failure.
+        Every platform call that posts a message runs inside ``async with pace():``, so a
+        payload that goes out as several messages takes one rate-limit slot per message.
         Raises one of the ``DeliveryError`` subclasses on failure.
         """

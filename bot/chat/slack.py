@@ -61,9 +61,11 @@ from starlette.routing import Route
 
 from bot.chat.sender import (
     DeliveryError,
+    Pace,
     PermanentDeliveryError,
     RetryLater,
     TransientDeliveryError,
+    unpaced,
 )
 from bot.chat.slack_render import (
     ACTION_PREFIX,
@@ -887,8 +889,10 @@ class SlackSender:
         self._remember = remember
         self._progress: OrderedDict[str, tuple[int, str]] = OrderedDict()
 
-    async def send(self, subscriber: Subscriber, payload: dict[str, Any], *, key: str) -> str:
-        """Post every part of the digest; returns ``channel/ts`` of the first message.
+    async def send(
+        self, subscriber: Subscriber, payload: dict[str, Any], *, key: str, pace: Pace = unpaced
+    ) -> str:
+        """Post every part of the digest, each in its own ``pace()`` slot; returns ``channel/ts``.
 
         When a later part fails, a retry with the same ``key`` resumes after the parts that
         already went out, so nobody gets the first half twice.
@@ -902,14 +906,15 @@ class SlackSender:
         for index in range(done, len(messages)):
             message = messages[index]
             try:
-                sent = await self.client.chat_postMessage(
-                    channel=channel,
-                    text=message.text,
-                    blocks=message.blocks,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                    token=token,
-                )
+                async with pace():
+                    sent = await self.client.chat_postMessage(
+                        channel=channel,
+                        text=message.text,
+                        blocks=message.blocks,
+                        unfurl_links=False,
+                        unfurl_media=False,
+                        token=token,
+                    )
             except _API_FAULTS as exc:
                 raise delivery_error(exc, subscriber, shared_token=self.tokens is None) from exc
             first = first or f"{sent.get('channel') or channel}/{sent.get('ts')}"

@@ -71,9 +71,11 @@ from telegram.ext import (
 
 from bot.chat.sender import (
     DeliveryError,
+    Pace,
     PermanentDeliveryError,
     RetryLater,
     TransientDeliveryError,
+    unpaced,
 )
 from bot.chat.telegram_render import (
     Key,
@@ -653,8 +655,10 @@ class TelegramSender:
         self._remember = remember
         self._progress: OrderedDict[str, tuple[int, str]] = OrderedDict()
 
-    async def send(self, subscriber: Subscriber, payload: dict[str, Any], *, key: str) -> str:
-        """Send every part of the digest; returns the first message's id.
+    async def send(
+        self, subscriber: Subscriber, payload: dict[str, Any], *, key: str, pace: Pace = unpaced
+    ) -> str:
+        """Send every part of the digest, each in its own ``pace()`` slot; returns the first id.
 
         When a later part fails, a retry with the same ``key`` resumes after the parts that
         already went out, so nobody gets the first half twice.
@@ -670,14 +674,16 @@ class TelegramSender:
         )
         for index in range(done, len(messages)):
             rendered = messages[index]
+            markup = to_markup(rendered.keyboard)
             try:
-                sent = await self.bot.send_message(
-                    chat_id=chat_id,
-                    text=rendered.text,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=to_markup(rendered.keyboard),
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
+                async with pace():
+                    sent = await self.bot.send_message(
+                        chat_id=chat_id,
+                        text=rendered.text,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=markup,
+                        link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    )
             except TelegramError as exc:
                 raise delivery_error(exc, subscriber) from exc
             first_id = first_id or str(sent.message_id)

@@ -145,6 +145,10 @@ def split_text(text: str, *, bold: bool = False, limit: int = MESSAGE_LIMIT) -> 
     """Escape a plain paragraph into pieces of at most ``limit`` units, broken at lines/spaces."""
     overhead = 7 if bold else 0
     budget = limit - overhead
+    whole = escape(text)
+    if tg_length(whole) <= budget:  # the usual case: one piece, no need to look for breaks
+        piece = whole.strip()
+        return [f"<b>{piece}</b>" if bold else piece] if piece else []
     escaped = [escape(char) for char in text]
     sizes = [tg_length(piece) for piece in escaped]
     pieces: list[str] = []

@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_TOKEN",
     "EntityParseError",
     "FakeTelegram",
+    "FloodGate",
     "FloodLimits",
     "ParsedText",
     "TelegramStats",
@@ -193,6 +194,7 @@ _SIMPLE_TAGS = {
 }
 _NAMED_HTML_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _HTML_ENTITY = re.compile(r"&(?:#([0-9]{1,7})|#[xX]([0-9a-fA-F]{1,6})|([A-Za-z]{1,8}));")
+_HTML_SPECIAL = re.compile(r"[<&]")
 _TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 _TAG_ATTRIBUTE = re.compile(
     r"""\s+([A-Za-z][A-Za-z0-9_-]*)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?"""
@@ -355,6 +357,14 @@ def parse_html(text: str) -> ParsedText:
     opened = 0
     index = 0
     while index < len(text):
+        special = _HTML_SPECIAL.search(text, index)
+        stop = special.start() if special else len(text)
+        if stop > index:  # plain characters up to the next tag or entity, in one piece
+            chunk = text[index:stop]
+            plain.append(chunk)
+            position16 += _utf16_length(chunk)
+            index = stop
+            continue
         char = text[index]
         if char == "<":
             offset = _byte_offset(text, index)
@@ -371,13 +381,9 @@ def parse_html(text: str) -> ParsedText:
                 stack.append(tag)
             index = end + 1
             continue
-        if char == "&":
-            decoded = _decode_one_entity(text, index, "in the text")
-            match = _HTML_ENTITY.match(text, index)
-            index = match.end() if match else index + 1
-        else:
-            decoded = char
-            index += 1
+        decoded = _decode_one_entity(text, index, "in the text")  # char is "&"
+        match = _HTML_ENTITY.match(text, index)
+        index = match.end() if match else index + 1
         plain.append(decoded)
         position16 += _utf16_length(decoded)
     if stack:
@@ -609,8 +615,12 @@ class TelegramStats:
     calls_by_method: Counter[str] = field(default_factory=Counter)
 
 
-class _FloodGate:
-    """Sliding windows overall and per group, a token bucket per private chat."""
+class FloodGate:
+    """Telegram's flood control as the fake enforces it.
+
+    Sliding windows overall and per group, a token bucket per private chat. A message counts
+    when `admit` is called, which in the server is after its request was read and validated.
+    """
 
     def __init__(self, limits: FloodLimits, clock: Callable[[], float], time_scale: float) -> None:
         self._limits = limits
@@ -622,6 +632,7 @@ class _FloodGate:
         self._private_tokens: dict[int, tuple[float, float]] = {}
 
     def now(self) -> float:
+        """Seconds on the flood clock (scaled) since the gate was made."""
         return (self._clock() - self._origin) * self._time_scale
 
     def admit(self, chat_id: int, private: bool) -> int | None:
@@ -736,7 +747,7 @@ class FakeTelegram:
         self.time_scale = time_scale
         self.max_long_poll = max_long_poll
         self.stats = TelegramStats()
-        self._flood = _FloodGate(limits or FloodLimits(), clock, time_scale)
+        self._flood = FloodGate(limits or FloodLimits(), clock, time_scale)
         self._log = CallLog()
         self._server = LoopbackServer(self._build_app())
         self._chats: dict[int, TgChat] = {}
