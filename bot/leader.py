@@ -1,6 +1,7 @@
 """Who runs the scheduler when several replicas share a database.
 
-On PostgreSQL the leader holds a session-level advisory lock on a dedicated connection; if
+On PostgreSQL the leader holds a session-level advisory lock (keyed by the schema the tables
+live in) on a dedicated connection; if
 its process dies, the server ends the session and frees the lock, and a follower that keeps
 trying takes over. On SQLite (one machine) an exclusive ``flock`` on a file next to the
 database plays the same role.
@@ -25,7 +26,9 @@ from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-ADVISORY_KEY = 0x7472656E64  # "trend": one well-known key for this application
+LOCK_KEY_SQL = "hashtextextended('trending-papers:' || current_schema(), 0)"
+"""The advisory lock's key: one per schema, so deployments (or test runs) that keep their tables
+in different schemas of one database do not take each other's scheduler lock."""
 
 
 class LeaderLock:
@@ -57,9 +60,7 @@ class LeaderLock:
             self._connection.execute(text("SELECT 1"))  # still holding the session
             return
         connection = self.db.engine.connect()
-        got = connection.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}
-        ).scalar()
+        got = connection.execute(text(f"SELECT pg_try_advisory_lock({LOCK_KEY_SQL})")).scalar()
         connection.commit()
         if got:
             self._connection = connection
@@ -120,7 +121,5 @@ class LeaderLock:
                 await self._task
         if self._connection is not None:
             with contextlib.suppress(SQLAlchemyError):
-                self._connection.execute(
-                    text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY}
-                )
+                self._connection.execute(text(f"SELECT pg_advisory_unlock({LOCK_KEY_SQL})"))
         self._drop()
