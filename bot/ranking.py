@@ -506,6 +506,16 @@ class PaperIndex:
         the sparse rows travel back.
         """
         unique = list({p.arxiv_id: p for p in papers}.values())
+        if not unique:
+            return self._no_ratings
+        return self._embed_rated(unique, workers)
+
+    @cached_property
+    def _no_ratings(self) -> RatedSet:
+        """The empty rated set (most rankings of one subscriber have no ratings), built once."""
+        return self._embed_rated([], 1)
+
+    def _embed_rated(self, unique: list[Candidate], workers: int) -> RatedSet:
         width = self.matrix.shape[1]
         parts = _split(unique, workers)
 
@@ -632,7 +642,9 @@ def prepare(
         rated_matrix=_prune_rows(rated.matrix, weights.rated_terms),
         trend=np.array(
             [float(trend.get(p.arxiv_id, 0.0)) for p in index.candidates], dtype=np.float32
-        ),
+        )
+        if trend
+        else np.zeros(len(index), dtype=np.float32),
         weights=weights,
         keyword_rows={k: i for i, k in enumerate(keywords)},
         keyword_matrix=index.embed(keywords),

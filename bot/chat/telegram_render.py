@@ -145,6 +145,12 @@ def split_text(text: str, *, bold: bool = False, limit: int = MESSAGE_LIMIT) -> 
     """Escape a plain paragraph into pieces of at most ``limit`` units, broken at lines/spaces."""
     overhead = 7 if bold else 0
     budget = limit - overhead
+    whole = escape(text)
+    if tg_length(whole) <= budget:
+        # The common case, one piece: what the loop below would build, without a Python
+        # step per character (escaping a character never yields whitespace to strip).
+        piece = whole.strip()
+        return [f"<b>{piece}</b>" if bold else piece] if piece else []
     escaped = [escape(char) for char in text]
     sizes = [tg_length(piece) for piece in escaped]
     pieces: list[str] = []
