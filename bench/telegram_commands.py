@@ -14,9 +14,11 @@ would in production (Telegram is not inside the bot's process); otherwise the be
 mostly measure the fake server's own HTTP handling competing with the bot for one CPU.
 
 Prints commands/s and p50/p99 latency (update queued at the fake server → the bot's answer
-recorded there), per command and overall, then the same workload for B users (default 200)
-through the naive way this replaces: a new database engine (and connections) per command and
-PTB's default of processing one update at a time.
+recorded there), per command and overall, the CPU each process spent per command (the bot's
+bounds the throughput; the child's shows whether the fake is the bottleneck), then the same
+workload for B users (default 200) through the naive way this replaces: a new database engine
+(and connections) per command and PTB's default of processing one update at a time. The bot
+freezes its start-up objects out of the garbage collector's way, as the service does.
 """
 
 from __future__ import annotations
