@@ -14,9 +14,11 @@ would in production (Telegram is not inside the bot's process); otherwise the be
 mostly measure the fake server's own HTTP handling competing with the bot for one CPU.
 
 Prints commands/s and p50/p99 latency (update queued at the fake server → the bot's answer
-recorded there), per command and overall, then the same workload for B users (default 200)
-through the naive way this replaces: a new database engine (and connections) per command and
-PTB's default of processing one update at a time.
+recorded there), per command and overall, the CPU each process spent per command (the bot's
+bounds the throughput; the child's shows whether the fake is the bottleneck), then the same
+workload for B users (default 200) through the naive way this replaces: a new database engine
+(and connections) per command and PTB's default of processing one update at a time. The bot
+freezes its start-up objects out of the garbage collector's way, as the service does.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from bot.chat.telegram import build_application, start_telegram, stop_telegram
 from bot.commands import SORRY, CommandRouter
 from bot.config import Settings
 from bot.messages import Command, Reply
+from bot.service import freeze_startup_objects
 from bot.throttle import Throttle
 from feeds.records import Paper as PaperRecord
 from storage.db import Database
@@ -145,6 +148,8 @@ class Result:
     extra_messages: int = 0
     round_trips_per_second: float = 0.0
     bot_cpu_seconds: float = 0.0
+    load_cpu_seconds: float = 0.0
+    """CPU of the child process (fake server and simulated users) during the run."""
 
     @property
     def rate(self) -> float:
@@ -204,6 +209,7 @@ async def _load(
         result = Result(users=users, commands=sum(len(s) for s in scripts), seconds=0.0)
         await loop.run_in_executor(None, connection.recv)  # the bot is polling
         gate = asyncio.Semaphore(concurrency)
+        cpu = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(
             *(
@@ -212,6 +218,7 @@ async def _load(
             )
         )
         result.seconds = time.perf_counter() - started
+        result.load_cpu_seconds = time.process_time() - cpu
         await asyncio.sleep(0.2)  # a trailing second part of a reply would land now
         probed = len(probes) * PROBES_PER_CHAT
         result.extra_messages = fake.stats.messages_sent - probed - result.commands
@@ -280,6 +287,7 @@ async def run(
             )
             app = build_application(settings, router, concurrency=1 if naive else 64)
             await start_telegram(app)
+            freeze_startup_objects()  # as the service does once its platforms are up
             try:
                 ceiling = await round_trips(app.bot, probes)
                 cpu = time.process_time()
@@ -313,6 +321,10 @@ def report(label: str, result: Result) -> None:
         "on one free core); ceiling: "
         f"{result.round_trips_per_second:.0f} plain sendMessage round trips/s to the fake "
         "server here (every command needs at least one)"
+    )
+    print(
+        f"  fake server and users (child process) CPU: "
+        f"{result.load_cpu_seconds / result.commands * 1000:.1f} ms per command"
     )
     for name, values in sorted(result.latencies.items()):
         print(

@@ -626,7 +626,7 @@ class CommandRouter:
             if not timezones.is_valid(zone):
                 zone = "UTC"
             at = parse_time(self.settings.default_digest_time) or (8, 0)
-            created, _ = subscribers.get_or_create(
+            created, _ = subscribers.create(
                 self.db,
                 command.platform,
                 command.chat_id,
@@ -1210,12 +1210,7 @@ class CommandRouter:
         subscriber = self._subscriber(command)
         if subscriber is None or subscriber.id is None:
             return {}
-        states = {}
-        for arxiv_id in ids:
-            row = feedback.get(self.db, subscriber.id, arxiv_id)
-            if row is not None:
-                states[arxiv_id] = (row.rating, row.saved)
-        return states
+        return feedback.states(self.db, subscriber.id, ids)
 
     async def _trending_command(self, command: Command) -> Reply:
         raw = command.args.strip()

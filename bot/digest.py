@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -96,9 +97,71 @@ class Plan:
         return {s.id: s.digest_size for s in self.subscribers if s.id is not None}
 
 
+@dataclass
+class _FreshPapers:
+    """One database's last loaded candidates, the fingerprint they match, their indexes."""
+
+    fingerprint: papers.Fingerprint
+    papers: tuple[Paper, ...]
+    indexes: dict[int, PaperIndex] = field(default_factory=dict)
+    """By title weight."""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @cached_property
+    def by_id(self) -> dict[str, Paper]:
+        """The papers by arXiv id."""
+        return {p.arxiv_id: p for p in self.papers}
+
+    def index(self, title_weight: int) -> PaperIndex:
+        """The papers' index, built by the first caller; the others wait for it, not build it."""
+        with self.lock:
+            found = self.indexes.get(title_weight)
+            if found is None:
+                found = self.indexes[title_weight] = index_for(self.papers, title_weight)
+            return found
+
+
+_FRESH_LOCK = threading.Lock()
+_LOAD_LOCK = threading.Lock()
+_FRESH: weakref.WeakKeyDictionary[Database, _FreshPapers] = weakref.WeakKeyDictionary()
+
+
+def _cached_fresh(db: Database, fingerprint: papers.Fingerprint) -> _FreshPapers | None:
+    with _FRESH_LOCK:
+        cached = _FRESH.get(db)
+    return cached if cached is not None and cached.fingerprint == fingerprint else None
+
+
+def _fresh(db: Database, now: datetime, freshness_days: int) -> _FreshPapers:
+    """The candidates of ``db`` at ``now``, loaded again only when the window's rows changed.
+
+    Every ``/digest`` and every scheduler tick asks for the same fresh papers until the next
+    announcement; reading their fingerprint costs a small part of loading them (their text and
+    JSON columns). The fingerprint is read again after a load, and the load is kept only when
+    nothing was written in between, so a kept entry always matches its fingerprint. One caller
+    loads at a time: the ones arriving meanwhile (a burst of ``/digest`` after a restart or an
+    announcement) wait and take its result instead of loading and indexing the same papers
+    again. The papers are shared between callers: nothing may change them.
+    """
+    since = now - timedelta(days=freshness_days)
+    fingerprint = papers.recent_fingerprint(db, since)
+    cached = _cached_fresh(db, fingerprint)
+    if cached is not None:
+        return cached
+    with _LOAD_LOCK:
+        cached = _cached_fresh(db, fingerprint)
+        if cached is not None:
+            return cached
+        loaded = _FreshPapers(fingerprint, tuple(papers.recent_papers(db, since)))
+        if papers.recent_fingerprint(db, since) == fingerprint:
+            with _FRESH_LOCK:
+                _FRESH[db] = loaded
+        return loaded
+
+
 def candidates(db: Database, now: datetime, freshness_days: int) -> list[Paper]:
-    """Papers inside the freshness window."""
-    return papers.recent_papers(db, now - timedelta(days=freshness_days))
+    """Papers inside the freshness window (shared with other callers: read them only)."""
+    return list(_fresh(db, now, freshness_days).papers)
 
 
 def to_candidate(paper: Paper) -> Candidate:
@@ -196,13 +259,13 @@ def plan(
     weights: Weights = DEFAULT_WEIGHTS,
 ) -> Plan:
     """Rank the fresh papers for every subscriber in ``subs`` in one pass."""
-    fresh = candidates(db, now, freshness_days)
-    index = index_for(fresh, title_weight)
+    loaded = _fresh(db, now, freshness_days)
+    index = loaded.index(title_weight)
     queries, rated = queries_for(db, subs, index)
     rated_set = index.rated_set(to_candidate(p) for p in rated.values())
     size = max((s.digest_size for s in subs), default=0)
     result = rank(index, queries, trend, rated=rated_set, k=size, weights=weights)
-    return Plan(result, {p.arxiv_id: p for p in fresh}, [s for s in subs if s.id is not None])
+    return Plan(result, dict(loaded.by_id), [s for s in subs if s.id is not None])
 
 
 def rank_for(

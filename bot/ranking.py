@@ -47,6 +47,8 @@ HASH_FEATURES = 2**18
 SUBSCRIBER_CHUNK = 512
 MIN_BIGRAM_DF = 2
 SIMILARITY_PRECOMPUTE_LIMIT = 8000
+KEYWORD_CACHE_SIZE = 100_000
+"""Embedded keywords kept per index (a few hundred bytes each); past it the cache restarts."""
 """Up to this many candidates, paper × paper similarity is computed once for all chunks."""
 _AUTHOR_PREFIX = "author:"
 
@@ -419,6 +421,44 @@ class PaperIndex:
         """Texts (keywords, phrases) in the candidates' TF-IDF space, rows L2-normalised."""
         return self.terms.embed([analyze(t) for t in texts])
 
+    def embed_keywords(self, keywords: Sequence[str]) -> sp.csr_matrix:
+        """``embed(keywords)``, computing each keyword's row once for this index.
+
+        Interests stay the same for weeks and popular ones are shared, while every scheduler
+        tick and every ``/digest`` ranks against the same candidates until the next
+        announcement. Rows are embedded independently, so a row kept from an earlier call is
+        the row ``embed`` would compute now.
+        """
+        known = self._keyword_rows
+        missing = [k for k in dict.fromkeys(keywords) if k not in known]
+        if missing:
+            if len(known) + len(missing) > KEYWORD_CACHE_SIZE:
+                known.clear()
+            embedded = self.embed(missing)
+            for row, keyword in enumerate(missing):
+                start, end = embedded.indptr[row], embedded.indptr[row + 1]
+                known[keyword] = (embedded.indices[start:end], embedded.data[start:end])
+        rows = [known.get(k) or self._embedded_row(k) for k in keywords]
+        indptr = np.cumsum([0] + [len(indices) for indices, _ in rows])
+        return sp.csr_matrix(
+            (
+                np.concatenate([data for _, data in rows]) if rows else np.zeros(0, np.float32),
+                np.concatenate([indices for indices, _ in rows]) if rows else np.zeros(0, int),
+                indptr,
+            ),
+            shape=(len(keywords), len(self.terms)),
+        )
+
+    def _embedded_row(self, keyword: str) -> tuple[np.ndarray, np.ndarray]:
+        """One keyword's row, when the cache was cleared by another thread meanwhile."""
+        row = self.embed([keyword])
+        return row.indices, row.data
+
+    @cached_property
+    def _keyword_rows(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Keyword → (term columns, weights) of its embedded row."""
+        return {}
+
     @cached_property
     def matrix_t(self) -> sp.csr_matrix:
         """terms × papers (the right-hand side of every product, built once)."""
@@ -506,6 +546,16 @@ class PaperIndex:
         the sparse rows travel back.
         """
         unique = list({p.arxiv_id: p for p in papers}.values())
+        if not unique:
+            return self._no_ratings
+        return self._embed_rated(unique, workers)
+
+    @cached_property
+    def _no_ratings(self) -> RatedSet:
+        """The empty rated set (most rankings of one subscriber have no ratings), built once."""
+        return self._embed_rated([], 1)
+
+    def _embed_rated(self, unique: list[Candidate], workers: int) -> RatedSet:
         width = self.matrix.shape[1]
         parts = _split(unique, workers)
 
@@ -632,10 +682,12 @@ def prepare(
         rated_matrix=_prune_rows(rated.matrix, weights.rated_terms),
         trend=np.array(
             [float(trend.get(p.arxiv_id, 0.0)) for p in index.candidates], dtype=np.float32
-        ),
+        )
+        if trend
+        else np.zeros(len(index), dtype=np.float32),
         weights=weights,
         keyword_rows={k: i for i, k in enumerate(keywords)},
-        keyword_matrix=index.embed(keywords),
+        keyword_matrix=index.embed_keywords(keywords),
         muted_rows={m: i for i, m in enumerate(muted)},
         muted_matrix=index.phrase_matrix(muted),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
@@ -94,6 +94,19 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A Core connection in one transaction: commits on success, raises ``StorageError``.
+
+        For the hot paths (every command reads its subscriber): prebuilt Core statements
+        skip both building a statement per call and the ORM's unit of work.
+        """
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database operation failed: {type(exc).__name__}: {exc}") from exc
 
     def ping(self) -> None:
         """Check that the database answers; raise ``StorageError`` if not."""

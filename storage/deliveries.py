@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from storage.db import Database
 from storage.errors import StorageError
-from storage.models import DELIVERIES, DIGESTS, Delivery, Digest, OutboxMessage
+from storage.models import DELIVERIES, DIGESTS, OUTBOX, Delivery, Digest, OutboxStatus
+from storage.types import utcnow
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,38 @@ class DigestAlreadyExists(StorageError):
     """A scheduled digest for that subscriber and local date was already built."""
 
 
+_DELIVERED = select(DELIVERIES.c.subscriber_id, DELIVERIES.c.arxiv_id).where(
+    DELIVERIES.c.subscriber_id.in_(bindparam("ids", expanding=True))
+)
+"""Built once: ``/digest`` reads it on every call."""
+
+
 def delivered_ids(db: Database, subscriber_ids: Iterable[int]) -> dict[int, set[str]]:
     """Every paper id ever delivered to each of the given subscribers."""
     ids = list(subscriber_ids)
     result: dict[int, set[str]] = {sid: set() for sid in ids}
     if not ids:
         return result
-    with db.session() as session:
-        rows = session.execute(
-            select(DELIVERIES.c.subscriber_id, DELIVERIES.c.arxiv_id).where(
-                DELIVERIES.c.subscriber_id.in_(ids)
-            )
-        ).all()
+    with db.transaction() as connection:
+        rows = connection.execute(_DELIVERED, {"ids": ids}).all()
     for subscriber_id, arxiv_id in rows:
         result[subscriber_id].add(arxiv_id)
     return result
+
+
+_NEW_DIGEST = insert(DIGESTS).returning(DIGESTS.c.id)
+_NEW_DELIVERIES = {
+    name: dialect.insert(DELIVERIES)
+    .on_conflict_do_nothing(index_elements=["subscriber_id", "arxiv_id"])
+    .returning(DELIVERIES.c.arxiv_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_PAPER_COUNT = (
+    update(DIGESTS)
+    .where(DIGESTS.c.id == bindparam("digest_id"))
+    .values(paper_count=bindparam("count"))
+)
+_NEW_MESSAGE = insert(OUTBOX).returning(OUTBOX.c.id)
 
 
 def record_digest(
@@ -70,51 +88,70 @@ def record_digest(
     even when two digests are built concurrently). Raises ``DigestAlreadyExists`` when a
     scheduled digest for ``scheduled_for`` exists.
     """
-    insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+    created_at = utcnow()
     try:
-        with db.session() as session:
-            digest = Digest(subscriber_id=subscriber_id, scheduled_for=scheduled_for)
-            session.add(digest)
-            session.flush()
-            assert digest.id is not None
+        # Core statements built once, in one transaction: this runs for every digest and
+        # every /digest, and the ORM's unit of work cost more than the statements.
+        with db.engine.begin() as connection:
+            digest_id = connection.execute(
+                _NEW_DIGEST,
+                {
+                    "subscriber_id": subscriber_id,
+                    "scheduled_for": scheduled_for,
+                    "created_at": created_at,
+                    "paper_count": len(entries),
+                },
+            ).scalar_one()
             recorded: list[DigestEntry] = []
-            for entry in entries:
-                statement = (
-                    insert(DELIVERIES)
-                    .values(
-                        subscriber_id=subscriber_id,
-                        digest_id=digest.id,
-                        arxiv_id=entry.arxiv_id,
-                        rank=entry.rank,
-                        score=entry.score,
-                        why=entry.why,
-                        created_at=digest.created_at,
-                    )
-                    .on_conflict_do_nothing(index_elements=["subscriber_id", "arxiv_id"])
-                    .returning(DELIVERIES.c.id)
-                )
-                if session.execute(statement).scalar_one_or_none() is not None:
-                    recorded.append(entry)
-            digest.paper_count = len(recorded)
+            if entries:
+                # One executemany for every entry (SQLAlchemy batches it into one INSERT); a
+                # paper delivered before is skipped by the unique (subscriber, paper)
+                # constraint and comes back in no RETURNING row.
+                rows = [
+                    {
+                        "subscriber_id": subscriber_id,
+                        "digest_id": digest_id,
+                        "arxiv_id": entry.arxiv_id,
+                        "rank": entry.rank,
+                        "score": entry.score,
+                        "why": entry.why,
+                        "created_at": created_at,
+                    }
+                    for entry in entries
+                ]
+                statement = _NEW_DELIVERIES[db.dialect]
+                inserted = set(connection.execute(statement, rows).scalars())
+                for entry in entries:
+                    if entry.arxiv_id in inserted:
+                        inserted.discard(entry.arxiv_id)  # a repeated entry counts once
+                        recorded.append(entry)
+            if len(recorded) != len(entries):
+                connection.execute(_PAPER_COUNT, {"digest_id": digest_id, "count": len(recorded)})
             outbox_id = None
             if recorded and payload is not None:
                 kept = {entry.arxiv_id for entry in recorded}
-                message = OutboxMessage(
-                    subscriber_id=subscriber_id,
-                    digest_id=digest.id,
-                    idempotency_key=f"digest:{digest.id}",
-                    payload=_only_kept(payload, kept),
-                )
-                session.add(message)
-                session.flush()
-                outbox_id = message.id
-            return RecordedDigest(digest.id, tuple(recorded), outbox_id)
-    except StorageError as exc:
-        if isinstance(exc.__cause__, IntegrityError) and scheduled_for is not None:
+                outbox_id = connection.execute(
+                    _NEW_MESSAGE,
+                    {
+                        "subscriber_id": subscriber_id,
+                        "digest_id": digest_id,
+                        "idempotency_key": f"digest:{digest_id}",
+                        "payload": _only_kept(payload, kept),
+                        "status": OutboxStatus.PENDING,
+                        "attempts": 0,
+                        "next_attempt_at": created_at,
+                        "created_at": created_at,
+                    },
+                ).scalar_one()
+            return RecordedDigest(digest_id, tuple(recorded), outbox_id)
+    except IntegrityError as exc:
+        if scheduled_for is not None:
             raise DigestAlreadyExists(
                 f"digest for subscriber {subscriber_id} on {scheduled_for} exists"
-            ) from exc.__cause__
-        raise
+            ) from exc
+        raise StorageError(f"could not record a digest for subscriber {subscriber_id}") from exc
+    except SQLAlchemyError as exc:
+        raise StorageError(f"could not record a digest for subscriber {subscriber_id}") from exc
 
 
 def _only_kept(payload: dict[str, Any], kept: set[str]) -> dict[str, Any]:

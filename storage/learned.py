@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -95,20 +95,22 @@ def save_models(db: Database, models: Iterable[StoredModel]) -> int:
     return len(rows)
 
 
+_MODELS = select(LEARNED).where(LEARNED.c.subscriber_id.in_(bindparam("ids", expanding=True)))
+_MODELS_IN_SPACE = _MODELS.where(LEARNED.c.space == bindparam("space"))
+"""Built once: ``/digest`` reads a model on every call."""
+
+
 def load_models(
     db: Database, subscriber_ids: Iterable[int], *, space: str | None = None
 ) -> dict[int, StoredModel]:
     """The stored models of the given subscribers (only those in ``space`` when given)."""
     ids = list(dict.fromkeys(subscriber_ids))
     result: dict[int, StoredModel] = {}
-    with db.session() as session:
+    statement = _MODELS if space is None else _MODELS_IN_SPACE
+    with db.transaction() as connection:
         for start in range(0, len(ids), _ID_CHUNK):
-            statement = select(LEARNED).where(
-                LEARNED.c.subscriber_id.in_(ids[start : start + _ID_CHUNK])
-            )
-            if space is not None:
-                statement = statement.where(LEARNED.c.space == space)
-            for row in session.execute(statement).mappings():
+            chunk = {"ids": ids[start : start + _ID_CHUNK], "space": space}
+            for row in connection.execute(statement, chunk).mappings():
                 result[row["subscriber_id"]] = StoredModel(
                     subscriber_id=row["subscriber_id"],
                     space=row["space"],

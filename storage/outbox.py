@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.db import Database
@@ -168,6 +168,22 @@ def mark_sent(
     )
 
 
+_TAKE_FOR_REPLY = (
+    update(OUTBOX)
+    .where(
+        OUTBOX.c.id == bindparam("message_id"),
+        OUTBOX.c.status == OutboxStatus.PENDING.value,
+    )
+    .values(
+        status=OutboxStatus.SENT.value,
+        platform_message_id=bindparam("platform_message_id"),
+        sent_at=bindparam("sent_at"),
+        attempts=OUTBOX.c.attempts + 1,
+    )
+)
+"""Built once: every ``/digest`` takes its message back."""
+
+
 def take_for_reply(
     db: Database,
     message_id: int,
@@ -184,14 +200,12 @@ def take_for_reply(
     try:
         with db.engine.begin() as connection:
             result = connection.execute(
-                update(OUTBOX)
-                .where(OUTBOX.c.id == message_id, OUTBOX.c.status == OutboxStatus.PENDING.value)
-                .values(
-                    status=OutboxStatus.SENT.value,
-                    platform_message_id=platform_message_id,
-                    sent_at=now or utcnow(),
-                    attempts=OUTBOX.c.attempts + 1,
-                )
+                _TAKE_FOR_REPLY,
+                {
+                    "message_id": message_id,
+                    "platform_message_id": platform_message_id,
+                    "sent_at": now or utcnow(),
+                },
             )
             return int(result.rowcount) == 1
     except SQLAlchemyError as exc:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, bindparam, delete, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
@@ -45,6 +45,42 @@ class Profile:
         return not (self.keywords or self.authors or self.categories)
 
 
+# Statements built once: every command reads its subscriber, and building a statement costs
+# more than running it on SQLite.
+_BY_CHAT = select(SUBSCRIBERS).where(
+    SUBSCRIBERS.c.platform == bindparam("platform"), SUBSCRIBERS.c.chat_id == bindparam("chat_id")
+)
+_INTERESTS_OF = (
+    select(INTERESTS.c.subscriber_id, INTERESTS.c.kind, INTERESTS.c.value)
+    .where(INTERESTS.c.subscriber_id.in_(bindparam("ids", expanding=True)))
+    .order_by(INTERESTS.c.id)
+)
+_INSERT = insert(SUBSCRIBERS).returning(*SUBSCRIBERS.columns)
+_VALUES_OF_KIND = select(INTERESTS.c.value).where(
+    INTERESTS.c.subscriber_id == bindparam("subscriber_id"), INTERESTS.c.kind == bindparam("kind")
+)
+
+
+_MANAGER = inspect(Subscriber).class_manager
+
+
+def _loaded(row: Row[Any]) -> Subscriber:
+    """A ``Subscriber`` from a row of its table, built the way the ORM loads one.
+
+    Calling the model (``Subscriber(**row)``) runs an attribute event per field, which cost
+    more than the query itself; loading fills the instance's ``__dict__`` directly.
+    """
+    subscriber: Subscriber = _MANAGER.new_instance()
+    subscriber.__dict__.update(row._mapping)
+    return subscriber
+
+
+def _new_row(platform: Platform, chat_id: str, kind: ChatKind, **defaults: Any) -> dict[str, Any]:
+    """Every column of a new subscriber but its id: the model's defaults, then ``defaults``."""
+    model = Subscriber(platform=platform, chat_id=chat_id, kind=kind, **defaults)
+    return {c.name: getattr(model, c.name) for c in SUBSCRIBERS.columns if c.name != "id"}
+
+
 def get_or_create(
     db: Database,
     platform: Platform,
@@ -57,16 +93,29 @@ def get_or_create(
     found = find(db, platform, chat_id)
     if found is not None:
         return found, False
+    return create(db, platform, chat_id, kind=kind, **defaults)
+
+
+def create(
+    db: Database,
+    platform: Platform,
+    chat_id: str,
+    *,
+    kind: ChatKind = ChatKind.USER,
+    **defaults: Any,
+) -> tuple[Subscriber, bool]:
+    """Subscribe a chat that had no subscriber a moment ago; (subscriber, created).
+
+    When another request subscribed it in the meantime, that subscriber comes back with
+    ``created`` False, as from ``get_or_create``.
+    """
     unknown = set(defaults) - SETTABLE_FIELDS
     if unknown:
         raise ValueError(f"unknown subscriber fields: {sorted(unknown)}")
     try:
-        with db.session() as session:
-            subscriber = Subscriber(platform=platform, chat_id=chat_id, kind=kind, **defaults)
-            session.add(subscriber)
-            session.flush()
-            session.refresh(subscriber)
-            return subscriber, True
+        with db.transaction() as connection:
+            row = connection.execute(_INSERT, _new_row(platform, chat_id, kind, **defaults)).one()
+            return _loaded(row), True
     except StorageError as exc:
         # Two first messages raced; the other one created it.
         if isinstance(exc.__cause__, IntegrityError):
@@ -78,12 +127,9 @@ def get_or_create(
 
 def find(db: Database, platform: Platform, chat_id: str) -> Subscriber | None:
     """The subscriber for a chat, or None."""
-    with db.session() as session:
-        return session.execute(
-            select(Subscriber).where(
-                SUBSCRIBERS.c.platform == platform, SUBSCRIBERS.c.chat_id == chat_id
-            )
-        ).scalar_one_or_none()
+    with db.transaction() as connection:
+        row = connection.execute(_BY_CHAT, {"platform": platform, "chat_id": chat_id}).first()
+    return _loaded(row) if row is not None else None
 
 
 def get(db: Database, subscriber_id: int) -> Subscriber | None:
@@ -136,18 +182,19 @@ def add_interests(
         if value.strip():
             unique.setdefault(value.strip().casefold(), value.strip())
     wanted = list(unique.values())
-    with db.session() as session:
+    with db.transaction() as connection:
         existing = {
             value.casefold()
-            for value in session.execute(
-                select(INTERESTS.c.value).where(
-                    INTERESTS.c.subscriber_id == subscriber_id,
-                    INTERESTS.c.kind == kind,
-                )
+            for value in connection.execute(
+                _VALUES_OF_KIND, {"subscriber_id": subscriber_id, "kind": kind}
             ).scalars()
         }
         added = [value for value in wanted if value.casefold() not in existing]
-        session.add_all(Interest(subscriber_id=subscriber_id, kind=kind, value=v) for v in added)
+        if added:
+            connection.execute(
+                insert(INTERESTS),
+                [{"subscriber_id": subscriber_id, "kind": kind, "value": v} for v in added],
+            )
         return added
 
 
@@ -177,12 +224,8 @@ def profiles(db: Database, subscriber_ids: Iterable[int]) -> dict[int, Profile]:
     result: dict[int, Profile] = {sid: Profile() for sid in ids}
     if not ids:
         return result
-    with db.session() as session:
-        rows = session.execute(
-            select(INTERESTS.c.subscriber_id, INTERESTS.c.kind, INTERESTS.c.value)
-            .where(INTERESTS.c.subscriber_id.in_(ids))
-            .order_by(INTERESTS.c.id)
-        ).all()
+    with db.transaction() as connection:
+        rows = connection.execute(_INTERESTS_OF, {"ids": ids}).all()
     buckets = {
         InterestKind.KEYWORD: "keywords",
         InterestKind.AUTHOR: "authors",

@@ -474,3 +474,66 @@ def test_index_is_reused_until_the_candidates_change() -> None:
     assert index_for(fresh, 2) is again
     bumped = [fresh[0].model_copy(update={"version": 2}), *fresh[1:]]
     assert index_for(bumped, 2) is not again  # a new version changes the candidate set
+
+
+def test_candidates_are_reused_until_a_paper_in_the_window_changes(db: Database) -> None:
+    from bot.digest import candidates
+
+    papers.upsert_papers(db, TOPICAL[:3], now=NOW)
+    first = candidates(db, NOW, 3)
+    assert [p.arxiv_id for p in first] == [p.arxiv_id for p in papers.recent_papers(
+        db, NOW - timedelta(days=3))]  # fmt: skip
+    assert all(a is b for a, b in zip(candidates(db, NOW, 3), first, strict=True))  # reused
+
+    papers.upsert_papers(db, [TOPICAL[3]], now=NOW)  # a new paper
+    assert {p.arxiv_id for p in candidates(db, NOW, 3)} == {p.arxiv_id for p in TOPICAL[:4]}
+
+    revised = dataclasses.replace(TOPICAL[0], version=2, title="Video diffusion, revised")
+    papers.upsert_papers(db, [revised], now=NOW)  # a new version, same ingest time
+    titles = {p.arxiv_id: p.title for p in candidates(db, NOW, 3)}
+    assert titles["2611.00001"] == "Video diffusion, revised"
+
+    undated = dataclasses.replace(record("2611.00009", "Latent video diffusion"), announced=None)
+    papers.upsert_papers(db, [undated], now=NOW)
+    announced = dataclasses.replace(undated, announced=NOW - timedelta(days=5))
+    papers.upsert_papers(db, [announced], now=NOW)  # the announcement date arrives later
+    assert "2611.00009" not in {p.arxiv_id for p in candidates(db, NOW, 3)}
+
+    later = NOW + timedelta(days=3, hours=-2)  # the oldest papers leave the window
+    assert [p.arxiv_id for p in candidates(db, later, 3)] == [
+        p.arxiv_id for p in papers.recent_papers(db, later - timedelta(days=3))
+    ]
+
+
+def test_concurrent_digests_load_and_index_the_candidates_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot import digest
+    from bot.ranking import PaperIndex
+
+    papers.upsert_papers(db, TOPICAL, now=NOW)
+    subs = [subscriber(db, f"reader{n}") for n in range(8)]
+    for sub in subs:
+        keywords(db, sub, "diffusion models")
+    loads, builds = [], []
+    load, build = papers.recent_papers, PaperIndex.build
+    monkeypatch.setattr(papers, "recent_papers", lambda *a, **k: loads.append(1) or load(*a, **k))
+    monkeypatch.setattr(
+        PaperIndex, "build", classmethod(lambda cls, *a, **k: builds.append(1) or build(*a, **k))
+    )
+    monkeypatch.setattr(digest, "_LAST_INDEX", None)  # no index left over from other tests
+    start = threading.Barrier(len(subs))
+
+    def rank_one(sub: Subscriber) -> list[str]:
+        start.wait()
+        assert sub.id is not None
+        return [item.arxiv_id for item in rank_for(db, [sub], NOW)[sub.id]]
+
+    with ThreadPoolExecutor(len(subs)) as pool:
+        results = list(pool.map(rank_one, subs))
+    assert len(loads) == 1 and len(builds) == 1
+    assert all(result == results[0] for result in results)
+    assert set(results[0][:2]) == {"2611.00001", "2611.00002"}  # the two diffusion papers

@@ -309,3 +309,33 @@ def test_trend_weight_is_more_personal_or_more_trending() -> None:
     result = score_all(index, [personal, trending], trend, k=2, diversify=False)
     assert [r.arxiv_id for r in result[1]] == ["1", "5"]  # relevance alone
     assert [r.arxiv_id for r in result[2]] == ["5", "1"]  # the trending match climbs
+
+
+KEYWORDS = st.sampled_from(
+    ["diffusion", "graph neural networks", "protein design", "Transformers", "nothing here", "x"]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(st.lists(KEYWORDS, max_size=6), min_size=1, max_size=4))
+def test_keywords_embedded_once_per_index_give_the_same_rows(batches: list[list[str]]) -> None:
+    index = PaperIndex.build(PAPERS)
+    for keywords in batches:  # later batches reuse rows embedded by earlier ones
+        cached, fresh = index.embed_keywords(keywords), index.embed(keywords)
+        assert cached.shape == fresh.shape
+        assert np.array_equal(cached.toarray(), fresh.toarray())
+
+
+def test_a_keyword_is_embedded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = PaperIndex.build(PAPERS)
+    embedded: list[list[str]] = []
+    embed = index.embed
+
+    def counting(texts: list[str]) -> sp.csr_matrix:
+        embedded.append(list(texts))
+        return embed(texts)
+
+    monkeypatch.setattr(index, "embed", counting)
+    index.embed_keywords(["diffusion", "graph neural networks", "diffusion"])
+    index.embed_keywords(["graph neural networks", "protein design"])
+    assert embedded == [["diffusion", "graph neural networks"], ["protein design"]]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import time
+import weakref
 from typing import Any
 
 import httpx
@@ -13,7 +15,7 @@ import pytest
 from bot.chat.sender import Pace, unpaced
 from bot.config import Settings
 from bot.leader import LeaderLock
-from bot.service import ChatPlatform, MissingConfiguration, Service
+from bot.service import ChatPlatform, MissingConfiguration, Service, freeze_startup_objects
 from bot.web import HealthState, build_web_app
 from storage import outbox, subscribers
 from storage.db import Database
@@ -148,3 +150,22 @@ def test_postgres_leader_fails_over_when_the_holder_dies(pg_db: Database) -> Non
         time.sleep(0.05)
     assert second.is_leader
     second._drop()
+
+
+def test_start_up_objects_are_kept_out_of_collections() -> None:
+    class Cycle:
+        """Garbage that only the collector can free."""
+
+        def __init__(self) -> None:
+            self.me = self
+
+    gc.disable()  # only freeze_startup_objects may collect
+    try:
+        garbage = weakref.ref(Cycle())
+        assert garbage() is not None
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > 10_000  # the imports at least
+        assert garbage() is None  # collected first, not frozen with the rest
+    finally:
+        gc.unfreeze()
+        gc.enable()

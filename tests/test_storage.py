@@ -24,7 +24,7 @@ from storage.migrate import (
     is_up_to_date,
     upgrade,
 )
-from storage.models import InterestKind, OutboxStatus, Platform
+from storage.models import Digest, InterestKind, OutboxMessage, OutboxStatus, Platform
 
 NOW = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
 
@@ -147,6 +147,25 @@ def test_same_id_twice_in_one_batch_keeps_the_newest(db: Database) -> None:
     assert papers.get_paper(db, "2511.00001").version == 3  # type: ignore[union-attr]
 
 
+def test_recent_papers_fall_back_to_the_publication_date(db: Database) -> None:
+    recent, old = NOW - timedelta(days=1), NOW - timedelta(days=10)
+    papers.upsert_papers(
+        db,
+        [
+            make_paper("2511.00001", announced=None, published=recent),
+            make_paper("2511.00002", announced=None, published=old),
+            make_paper("2511.00003", announced=old, published=recent),  # announced wins
+            make_paper("2511.00004", announced=recent, published=old),
+        ],
+        now=NOW,
+    )
+    since = NOW - timedelta(days=3)
+    fresh = [p.arxiv_id for p in papers.recent_papers(db, since)]
+    assert fresh == ["2511.00001", "2511.00004"]
+    assert [row[0] for row in papers.recent_fingerprint(db, since)] == fresh
+    assert len(papers.recent_papers(db, NOW - timedelta(days=30), include_withdrawn=True)) == 4
+
+
 def test_recent_papers_window_and_withdrawn(db: Database) -> None:
     papers.upsert_papers(
         db,
@@ -177,6 +196,32 @@ def test_deliveries_never_repeat_a_paper(db: Database) -> None:
     assert deliveries.delivery_count(db, sub.id) == 2
 
 
+def test_a_digest_records_only_papers_not_delivered_before(db: Database) -> None:
+    papers.upsert_papers(db, [make_paper(f"2511.0000{n}") for n in (1, 2, 3)], now=NOW)
+    sub, _ = subscribers.get_or_create(db, Platform.TELEGRAM, "42")
+    assert sub.id is not None
+    deliveries.record_digest(db, sub.id, [DigestEntry("2511.00002", 1, 0.5)])
+    entries = [DigestEntry(f"2511.0000{n}", n, 1.0 - n / 10, f"why {n}") for n in (1, 2, 3)]
+    payload = {"heading": "Today", "items": [{"arxiv_id": e.arxiv_id} for e in entries]}
+    recorded = deliveries.record_digest(db, sub.id, entries, payload=payload)
+    assert [e.arxiv_id for e in recorded.entries] == ["2511.00001", "2511.00003"]
+    assert recorded.outbox_id is not None
+    with db.session() as session:
+        digest = session.get(Digest, recorded.digest_id)
+        message = session.get(OutboxMessage, recorded.outbox_id)
+        assert digest is not None and digest.paper_count == 2
+        assert message is not None and message.status == OutboxStatus.PENDING
+        assert message.idempotency_key == f"digest:{recorded.digest_id}"
+        assert [item["arxiv_id"] for item in message.payload["items"]] == [
+            "2511.00001", "2511.00003"
+        ]  # fmt: skip
+    again = deliveries.record_digest(db, sub.id, entries[:1] * 2)  # nothing new, repeated
+    assert again.entries == () and again.outbox_id is None
+    with db.session() as session:
+        empty = session.get(Digest, again.digest_id)
+        assert empty is not None and empty.paper_count == 0
+
+
 def test_one_scheduled_digest_per_local_date(db: Database) -> None:
     sub, _ = subscribers.get_or_create(db, Platform.SLACK, "C1")
     assert sub.id is not None
@@ -202,11 +247,31 @@ def test_interests_profiles_and_cascade_delete(db: Database) -> None:
     feedback.set_saved(db, sub.id, "2511.00002", True)
     assert feedback.ratings(db, [sub.id]) == {sub.id: {"2511.00001": 1, "2511.00002": 1}}
     assert feedback.saved_ids(db, sub.id) == ["2511.00002"]
+    feedback.set_rating(db, sub.id, "2511.00003", 0)  # a row without a rating or bookmark
+    wanted = ["2511.00001", "2511.00002", "2511.00003", "2511.00004", "2511.00001"]
+    assert feedback.states(db, sub.id, wanted) == {
+        "2511.00001": (1, False), "2511.00002": (0, True), "2511.00003": (0, False)
+    }  # fmt: skip
+    assert feedback.states(db, sub.id, []) == {}
+    row = feedback.get(db, sub.id, "2511.00002")
+    assert row is not None and (row.rating, row.saved, row.updated_at.tzinfo) == (0, True, UTC)
 
     subscribers.remove(db, sub.id)
     assert subscribers.get(db, sub.id) is None
     assert feedback.get(db, sub.id, "2511.00001") is None
     assert subscribers.profile(db, sub.id).is_empty
+
+
+def test_create_returns_the_subscriber_a_racing_request_created(db: Database) -> None:
+    first, created = subscribers.create(db, Platform.TELEGRAM, "11", timezone="Asia/Tokyo")
+    assert created and first.id is not None
+    assert (first.timezone, first.digest_size, first.announcements) == ("Asia/Tokyo", 10, True)
+    assert first.created_at.tzinfo == UTC
+    again, created = subscribers.create(db, Platform.TELEGRAM, "11", timezone="UTC")
+    assert not created and again.id == first.id and again.timezone == "Asia/Tokyo"
+    assert subscribers.find(db, Platform.TELEGRAM, "11") == again
+    with pytest.raises(ValueError, match="unknown"):
+        subscribers.create(db, Platform.TELEGRAM, "12", colour="blue")
 
 
 def test_update_and_active(db: Database) -> None:

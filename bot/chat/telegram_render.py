@@ -146,7 +146,9 @@ def split_text(text: str, *, bold: bool = False, limit: int = MESSAGE_LIMIT) -> 
     overhead = 7 if bold else 0
     budget = limit - overhead
     whole = escape(text)
-    if tg_length(whole) <= budget:  # the usual case: one piece, no need to look for breaks
+    if tg_length(whole) <= budget:
+        # The common case, one piece: what the loop below would build, without a Python
+        # step per character (escaping a character never yields whitespace to strip).
         piece = whole.strip()
         return [f"<b>{piece}</b>" if bold else piece] if piece else []
     escaped = [escape(char) for char in text]
