@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
@@ -94,6 +94,24 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A connection whose reads all see the same committed state."""
+        if self.dialect == "postgresql":
+            with self.engine.connect() as connection:
+                reader = connection.execution_options(isolation_level="REPEATABLE READ")
+                with reader.begin():
+                    yield reader
+            return
+        with self.engine.connect() as connection:
+            # pysqlite opens a transaction only before a write, so every SELECT would read the
+            # newest state; an explicit BEGIN pins one WAL snapshot until the rollback on close.
+            connection.exec_driver_sql("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.rollback()
 
     def ping(self) -> None:
         """Check that the database answers; raise ``StorageError`` if not."""
