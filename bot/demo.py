@@ -107,6 +107,7 @@ async def run_demo(
     )
     sent_before = deliveries.delivery_count(db, subscriber_id)
     ids = [paper.arxiv_id for paper in candidates(db, now, DEMO_FRESHNESS_DAYS)]
+    scored = trend.with_lines(db, scored, ids, now)
     circle = circle_counts(db, subscriber_id, ids, handle=subscriber.bluesky_handle)
     outcomes = build_and_record(
         db,

@@ -15,13 +15,17 @@ Scholar), each post's *latest* snapshot at time ``t`` counts once::
 ``age_h`` the hours since the paper was announced (published, if never announced; the first
 mention, if the paper is not stored yet). A post first seen in the last 24 h counts as growth.
 
-Everything is computed with numpy over all snapshot rows of the window, fetched in one query
-and grouped with ``bincount``: one sort, then a linear pass per point in time, no Python loop
-over papers. The trend line shows the same (unweighted) totals with a sparkline of daily growth.
+The formula only ever looks at each post's newest snapshot at a few points in time, so scores
+are computed from those snapshots alone: ``storage.engagement_frames.frame_as_of`` reads them
+from the rollup that ``add_snapshots`` keeps (one row per post, plus the hourly rows near
+24 h ago), and ``compute`` evaluates the formula with numpy over them, no Python loop over
+papers. The trend line shows the same (unweighted) totals with a sparkline of daily growth;
+its four earlier points are read only for the papers whose line is shown (``lines_for``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +38,14 @@ import numpy.typing as npt
 from bot.circle import circle_counts as circle_counts
 from storage import papers as paper_store
 from storage.db import Database
-from storage.engagement import SnapshotFrame, paper_times, snapshot_frame
+from storage.engagement_frames import (
+    SnapshotFrame,
+    announcements_us,
+    first_mentions_us,
+    frame_as_of,
+)
+from storage.epoch import SECOND_US
+from storage.models import Paper
 
 DEFAULT_WEIGHTS: Mapping[str, float] = {
     "hackernews": 1.0,
@@ -146,7 +157,8 @@ class TrendTable:
     raw: np.ndarray
     """(papers, sources, metrics) unweighted totals of the latest values."""
     daily: np.ndarray
-    """(papers, SPARK_DAYS) growth of total reach-weighted engagement per day, oldest first."""
+    """(papers, SPARK_DAYS) growth of total reach-weighted engagement per day, oldest first;
+    NaN for papers whose sparkline was not computed (see ``table``'s ``lines_for``)."""
     row: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -180,6 +192,8 @@ class TrendTable:
         row = self.row.get(arxiv_id)
         if row is None:
             return ""
+        if np.isnan(self.daily[row]).any():
+            raise ValueError(f"no sparkline was computed for {arxiv_id}: pass it in lines_for")
         return format_line(self.counts(arxiv_id), self.daily[row], float(self.score[row]))
 
 
@@ -188,8 +202,14 @@ def compute(
     now: datetime,
     ages_hours: np.ndarray,
     config: TrendConfig | None = None,
+    *,
+    sparkline: bool = True,
 ) -> TrendTable:
     """Score every paper of ``frame``; ``ages_hours[i]`` is the age of ``frame.paper_ids[i]``.
+
+    ``frame`` may hold every snapshot, or only each post's newest one at the moments that are
+    evaluated (``evaluated_moments``): the result is the same. Without ``sparkline`` only now
+    and 24 h ago are evaluated, and ``daily`` is NaN.
 
     Pure numpy, no sort and no loop over papers: each row is the latest value of its series
     from its own time until the series' next row, so only the few moments that matter (now,
@@ -201,12 +221,14 @@ def compute(
     n_papers, n_sources, n_metrics = len(frame.paper_ids), len(frame.sources), len(frame.metrics)
     if not len(frame):
         return TrendTable.empty()
-    now_s = now.timestamp()
-    before_s = now_s - VELOCITY_SPAN.total_seconds()
     # Every point in time the formula needs: the sparkline's day boundaries, 24 h ago, now.
-    moments = np.unique([*(now_s - day * 86400.0 for day in range(SPARK_DAYS + 1)), before_s])
-    at_now, at_before = len(moments) - 1, int(np.searchsorted(moments, before_s))
-    at_days = np.searchsorted(moments, [now_s - d * 86400.0 for d in range(SPARK_DAYS, -1, -1)])
+    # Each is rounded to seconds once, from the exact datetime, as the snapshot times are: a
+    # snapshot taken at a moment compares equal to it.
+    moments = np.unique([moment.timestamp() for moment in evaluated_moments(now, sparkline)])
+    at_now = len(moments) - 1
+    at_before = int(np.searchsorted(moments, (now - VELOCITY_SPAN).timestamp()))
+    days = [(now - timedelta(days=d)).timestamp() for d in range(SPARK_DAYS, -1, -1)]
+    at_days = np.searchsorted(moments, days)
 
     # Bucket b of a row = how many moments precede it: it is a candidate for "latest value"
     # at moments b, b+1, … For each (series, bucket) only the newest row matters, and it
@@ -272,8 +294,11 @@ def compute(
     score = 1.0 - np.exp(-(per_source @ weights))
 
     # Sparkline: total engagement at each day boundary, then its day-over-day growth.
-    cumulative = over_time[:, :, at_days].sum(axis=1)
-    daily = _settled(np.diff(cumulative, axis=1), cumulative[:, 1:])
+    if sparkline:
+        cumulative = over_time[:, :, at_days].sum(axis=1)
+        daily = _settled(np.diff(cumulative, axis=1), cumulative[:, 1:])
+    else:
+        daily = np.full((n_papers, SPARK_DAYS), np.nan)
 
     return TrendTable(
         paper_ids=frame.paper_ids,
@@ -295,28 +320,69 @@ def _settled(amounts: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.where(amounts > 1e-9 * (1.0 + np.abs(scale)), amounts, 0.0)
 
 
-def paper_ages(db: Database, frame: SnapshotFrame, now: datetime) -> np.ndarray:
-    """Hours since each paper of ``frame`` was announced; its first mention if not stored."""
-    first = np.full(len(frame.paper_ids), np.inf)
-    np.minimum.at(first, frame.paper, frame.observed)
-    known = paper_times(db, frame.paper_ids)
-    announced = np.array(
-        [
-            known[arxiv_id].timestamp() if arxiv_id in known else first[i]
-            for i, arxiv_id in enumerate(frame.paper_ids)
-        ],
-        dtype=np.float64,
-    )
-    return np.asarray((now.timestamp() - announced) / 3600.0)
+def evaluated_moments(now: datetime, sparkline: bool = True) -> list[datetime]:
+    """The points in time the formula reads: now and 24 h ago, and with ``sparkline`` the
+    day boundaries of the last ``SPARK_DAYS`` days."""
+    moments = [now - VELOCITY_SPAN, now]
+    if sparkline:
+        moments += [now - timedelta(days=day) for day in range(1, SPARK_DAYS + 1)]
+    return moments
 
 
-def table(db: Database, now: datetime, config: TrendConfig | None = None) -> TrendTable:
-    """Score every paper mentioned in the window ending at ``now``."""
+def paper_ages(db: Database, frame: SnapshotFrame, since: datetime, now: datetime) -> np.ndarray:
+    """Hours since each paper of ``frame`` was announced; for a paper not stored, since its
+    first mention in ``[since, now]``."""
+    born = frame.announced
+    if born is None:
+        known = announcements_us(db, since)
+        born = np.array([known.get(i, np.nan) for i in frame.paper_ids], dtype=np.float64)
+        born /= SECOND_US
+    missing = np.flatnonzero(np.isnan(born))
+    if missing.size:
+        first = first_mentions_us(db, [frame.paper_ids[i] for i in missing], since, now)
+        born = born.copy()
+        born[missing] = [first[frame.paper_ids[i]] / SECOND_US for i in missing.tolist()]
+    return np.asarray((now.timestamp() - born) / 3600.0)
+
+
+def table(
+    db: Database,
+    now: datetime,
+    config: TrendConfig | None = None,
+    *,
+    lines_for: Iterable[str] = (),
+) -> TrendTable:
+    """Score every paper mentioned in the window ending at ``now``; sparklines (and so trend
+    lines) only for the papers in ``lines_for``."""
     config = config or TrendConfig()
-    frame = snapshot_frame(db, now - config.window, now)
+    since = now - config.window
+    frame = frame_as_of(db, since, evaluated_moments(now, sparkline=False))
     if not len(frame):
         return TrendTable.empty()
-    return compute(frame, now, paper_ages(db, frame, now), config)
+    ages = paper_ages(db, frame, since, now)
+    scored = compute(frame, now, ages, config, sparkline=False)
+    return with_lines(db, scored, lines_for, now, config)
+
+
+def with_lines(
+    db: Database,
+    scored: TrendTable,
+    arxiv_ids: Iterable[str],
+    now: datetime,
+    config: TrendConfig | None = None,
+) -> TrendTable:
+    """``scored`` with the sparklines of ``arxiv_ids`` (those it scored) filled in."""
+    config = config or TrendConfig()
+    wanted = [arxiv_id for arxiv_id in dict.fromkeys(arxiv_ids) if arxiv_id in scored.row]
+    wanted = [arxiv_id for arxiv_id in wanted if np.isnan(scored.daily[scored.row[arxiv_id]]).any()]
+    if not wanted:
+        return scored
+    frame = frame_as_of(db, now - config.window, evaluated_moments(now), arxiv_ids=wanted)
+    # A sparkline depends on the paper's own snapshots only (not on ages or other papers).
+    detail = compute(frame, now, np.zeros(len(frame.paper_ids)), config)
+    daily = scored.daily.copy()
+    daily[[scored.row[arxiv_id] for arxiv_id in detail.paper_ids]] = detail.daily
+    return dataclasses.replace(scored, daily=daily)
 
 
 def trend_scores(
@@ -340,8 +406,9 @@ def trend_lines(
     db: Database, arxiv_ids: Iterable[str], now: datetime, *, config: TrendConfig | None = None
 ) -> dict[str, str]:
     """The trend line of each id that anyone talked about (others are left out)."""
-    scored = table(db, now, config)
-    lines = {arxiv_id: scored.line(arxiv_id) for arxiv_id in arxiv_ids}
+    ids = list(arxiv_ids)
+    scored = table(db, now, config, lines_for=ids)
+    lines = {arxiv_id: scored.line(arxiv_id) for arxiv_id in ids}
     return {arxiv_id: line for arxiv_id, line in lines.items() if line}
 
 
@@ -349,8 +416,8 @@ def scores_and_lines(
     db: Database, arxiv_ids: Iterable[str], now: datetime, *, config: TrendConfig | None = None
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Scores and lines from one computation: the scheduler's ``TrendProvider``."""
-    scored = table(db, now, config)
     ids = list(arxiv_ids)
+    scored = table(db, now, config, lines_for=ids)
     lines = {arxiv_id: scored.line(arxiv_id) for arxiv_id in ids}
     return scored.scores(ids), {arxiv_id: line for arxiv_id, line in lines.items() if line}
 
@@ -368,12 +435,13 @@ def trending(
 
     ``category`` keeps papers listed in that arXiv category (primary or cross-list).
     """
+    config = config or TrendConfig()
     scored = table(db, now, config)
     if not scored.paper_ids or limit <= 0:
         return []
     earliest = now - since
     ranked = np.argsort(-scored.score, kind="stable")
-    chosen: list[TrendingPaper] = []
+    chosen: list[Paper] = []
     batch = max(limit * 4, 50)
     for start in range(0, len(ranked), batch):
         ids = [scored.paper_ids[i] for i in ranked[start : start + batch] if scored.score[i] > 0]
@@ -386,20 +454,24 @@ def trending(
                 continue
             if category and category not in paper.categories:
                 continue
-            chosen.append(
-                TrendingPaper(
-                    arxiv_id=arxiv_id,
-                    title=paper.title,
-                    authors=tuple(paper.authors),
-                    primary_category=paper.primary_category,
-                    score=float(scored.score[scored.row[arxiv_id]]),
-                    line=scored.line(arxiv_id),
-                    counts=scored.counts(arxiv_id),
-                )
-            )
+            chosen.append(paper)
             if len(chosen) == limit:
-                return chosen
-    return chosen
+                break
+        if len(chosen) == limit:
+            break
+    scored = with_lines(db, scored, [paper.arxiv_id for paper in chosen], now, config)
+    return [
+        TrendingPaper(
+            arxiv_id=paper.arxiv_id,
+            title=paper.title,
+            authors=tuple(paper.authors),
+            primary_category=paper.primary_category,
+            score=float(scored.score[scored.row[paper.arxiv_id]]),
+            line=scored.line(paper.arxiv_id),
+            counts=scored.counts(paper.arxiv_id),
+        )
+        for paper in chosen
+    ]
 
 
 def sparkline(values: Sequence[float] | np.ndarray) -> str:

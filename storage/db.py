@@ -108,6 +108,24 @@ class Database:
         except SQLAlchemyError as exc:
             raise StorageError(f"database operation failed: {type(exc).__name__}: {exc}") from exc
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A connection whose reads all see the same committed state."""
+        if self.dialect == "postgresql":
+            with self.engine.connect() as connection:
+                reader = connection.execution_options(isolation_level="REPEATABLE READ")
+                with reader.begin():
+                    yield reader
+            return
+        with self.engine.connect() as connection:
+            # pysqlite opens a transaction only before a write, so every SELECT would read the
+            # newest state; an explicit BEGIN pins one WAL snapshot until the rollback on close.
+            connection.exec_driver_sql("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.rollback()
+
     def ping(self) -> None:
         """Check that the database answers; raise ``StorageError`` if not."""
         try:

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import cast
 
-from sqlalchemy import JSON, Column, Index, Table, UniqueConstraint, true
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Table, UniqueConstraint, true
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -101,6 +101,79 @@ class EngagementSnapshot(SQLModel, table=True):
     url: str | None = None
     actor: str | None = Field(default=None, max_length=255)
     weight: float = 1.0
+
+
+class EngagementPaper(SQLModel, table=True):
+    """A paper that snapshots mention, numbered for the rollup (``storage.engagement_rollup``).
+
+    Not a foreign key to ``paper``: a paper can be talked about before it is stored.
+    """
+
+    __tablename__ = "engagement_paper"
+
+    id: int | None = Field(default=None, primary_key=True)
+    arxiv_id: str = Field(max_length=64, unique=True)
+
+
+class EngagementKind(SQLModel, table=True):
+    """A (source, metric) pair that snapshots use, numbered for the rollup."""
+
+    __tablename__ = "engagement_kind"
+    __table_args__ = (UniqueConstraint("source", "metric", name="uq_engagement_kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    metric: str = Field(max_length=32)
+
+
+class EngagementPost(SQLModel, table=True):
+    """One series of snapshots (paper, source and metric, post URL) and its newest snapshot.
+
+    Derived from ``engagement_snapshot`` and kept in step by
+    ``storage.engagement.add_snapshots``; with ``engagement_hour`` it lets the trend score read
+    one row per post instead of its whole history. Times are microseconds since the epoch.
+    """
+
+    __tablename__ = "engagement_post"
+    __table_args__ = (
+        UniqueConstraint("paper_id", "kind_id", "url", name="uq_engagement_post"),
+        Index("ix_engagement_post_latest", "latest_at_us", "paper_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    paper_id: int = Field(foreign_key="engagement_paper.id", ondelete="CASCADE")
+    kind_id: int = Field(foreign_key="engagement_kind.id", ondelete="CASCADE")
+    url: str = ""
+    """The snapshots' URL, "" for snapshots without one."""
+    first_at_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    """When the oldest snapshot was taken."""
+    latest_at_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    latest_value: float
+    latest_weight: float
+
+
+class EngagementHour(SQLModel, table=True):
+    """A post's newest snapshot within one hour (hours since the epoch), for every hour that
+    has any, and when the hour's oldest one was taken (see ``storage.engagement_rollup``).
+
+    Keyed by hour first, so reading every post's rows of a few hours is one range; on SQLite
+    without a rowid, so that range is the table's own order.
+    """
+
+    __tablename__ = "engagement_hour"
+    __table_args__ = (
+        Index("ix_engagement_hour_post", "post_id", "hour"),
+        {"sqlite_with_rowid": False},
+    )
+
+    hour: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    post_id: int = Field(primary_key=True, foreign_key="engagement_post.id", ondelete="CASCADE")
+    value: float
+    weight: float
+    observed_at_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    """When the hour's newest snapshot was taken."""
+    first_at_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    """When the hour's oldest snapshot was taken."""
 
 
 class Subscriber(SQLModel, table=True):
@@ -241,6 +314,10 @@ def table_of(model: type[SQLModel]) -> Table:
 # Core tables, for typed query expressions: ``PAPERS.c.arxiv_id.in_(…)``.
 PAPERS = table_of(Paper)
 SNAPSHOTS = table_of(EngagementSnapshot)
+MENTIONED = table_of(EngagementPaper)
+KINDS = table_of(EngagementKind)
+POSTS = table_of(EngagementPost)
+HOURS = table_of(EngagementHour)
 SUBSCRIBERS = table_of(Subscriber)
 INTERESTS = table_of(Interest)
 FEEDBACK = table_of(Feedback)

@@ -119,7 +119,7 @@ def copy_database(
     try:
         upgrade(target)
         counts: list[TableCount] = []
-        with _snapshot(source) as reader, target.engine.begin() as writer:
+        with source.snapshot() as reader, target.engine.begin() as writer:
             _clear_or_refuse(writer, tables, force)
             for table in tables:
                 copied = 0
@@ -194,7 +194,7 @@ def export_database(
     counts: list[TableCount] = []
     partial = path.with_name(path.name + ".partial")
     try:
-        with _snapshot(db) as reader, _open_for_writing(partial) as out:
+        with db.snapshot() as reader, _open_for_writing(partial) as out:
             header = {
                 "format": EXPORT_FORMAT,
                 "version": EXPORT_VERSION,
@@ -428,25 +428,6 @@ def _require_head(db: Database, what: str) -> str | None:
             "run `trending-papers db upgrade` on it first"
         )
     return current
-
-
-@contextmanager
-def _snapshot(db: Database) -> Iterator[Connection]:
-    """A connection whose reads all see the same committed state."""
-    if db.dialect == "postgresql":
-        with db.engine.connect() as connection:
-            reader = connection.execution_options(isolation_level="REPEATABLE READ")
-            with reader.begin():
-                yield reader
-        return
-    with db.engine.connect() as connection:
-        # pysqlite opens a transaction only before a write, so every SELECT would read the
-        # newest state; an explicit BEGIN pins one WAL snapshot until the rollback on close.
-        connection.exec_driver_sql("BEGIN")
-        try:
-            yield connection
-        finally:
-            connection.rollback()
 
 
 def _read_chunks(connection: Connection, table: Table, size: int) -> Iterator[list[dict[str, Any]]]:

@@ -22,7 +22,8 @@ from feeds.records import Signal
 from feeds.replay import recorded_transport
 from storage import cursors, papers
 from storage.db import Database
-from storage.engagement import add_snapshots, snapshot_frame
+from storage.engagement import add_snapshots
+from storage.engagement_frames import snapshot_frame
 
 NOW = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
 # Velocity and decay switched off, so a test sees exactly one piece of the formula.
@@ -399,6 +400,25 @@ def test_scores_and_lines_come_from_one_computation(sqlite_db: Database) -> None
     assert scores == trend.trend_scores(sqlite_db, ["2611.00001", "2611.00002"], NOW)
     assert lines == trend.trend_lines(sqlite_db, ["2611.00001", "2611.00002"], NOW)
     assert set(lines) == {"2611.00001"} and scores["2611.00002"] == 0.0
+
+
+def test_sparklines_are_read_only_for_the_lines_asked_for(db: Database) -> None:
+    for day, points in enumerate((20, 60, 180, 312)):
+        add_snapshots(db, [signal("2611.00001", points, at=NOW - timedelta(days=3 - day))])
+    add_snapshots(db, [signal("2611.00002", 5, at=NOW - timedelta(days=2))])
+    scored = trend.table(db, NOW)
+    assert scored.counts("2611.00001") == {"hackernews.points": 312.0}
+    with pytest.raises(ValueError, match="lines_for"):
+        scored.line("2611.00001")
+    assert scored.line("2611.00099") == ""  # nobody talked about it: no line to compute
+    lined = trend.with_lines(db, scored, ["2611.00001", "2611.00099"], NOW)
+    assert lined.line("2611.00001") == "HN 312 pts ▃▄▇█"  # growth 20, 40, 120, 132
+    assert np.array_equal(lined.score, scored.score)
+    with pytest.raises(ValueError, match="lines_for"):
+        lined.line("2611.00002")
+    both = trend.table(db, NOW, lines_for=["2611.00001", "2611.00002"])
+    assert both.line("2611.00001") == lined.line("2611.00001")
+    assert both.line("2611.00002") == "HN 5 pts ▁█▁▁"
 
 
 def test_config_from_settings_keeps_defaults_for_missing_fields() -> None:
