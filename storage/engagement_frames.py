@@ -251,9 +251,9 @@ class _Near:
 
 
 _KIND_SPAN = 1 << 20
-"""Paper and kind numbers cross the driver as one integer, paper × span + kind: every value
-through the driver costs as much as a row's own overhead. There are a handful of kinds, and
-with papers numbered below 2**33 the integer stays exact in a float64."""
+"""Paper and kind numbers cross the driver as one integer, paper × span + kind: each value
+read costs a Python object, a tenth of a microsecond, 600,000 times at scale. There are a
+handful of kinds, and with papers numbered below 2**33 the integer stays exact in a float64."""
 _POST_COLUMNS = (
     POSTS.c.id,
     POSTS.c.paper_id * _KIND_SPAN + POSTS.c.kind_id,
