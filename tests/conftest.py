@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from bot.logs import known_secrets
+from bot.logs import known_secrets, register_secrets
 from storage.db import Database, normalize_url
 from storage.migrate import upgrade
 from tests import log_audit
@@ -104,6 +104,9 @@ def secret_log_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[log_a
         tmp_path_factory.mktemp("logs"),
         frozenset({DEFAULT_TOKEN, DEFAULT_BOT_TOKEN, DEFAULT_CLIENT_SECRET}),
     )
+    # The service registers its configured token for masking when it reads its settings; tests
+    # that hand the fakes' credentials straight to a client get the same.
+    register_secrets(auditor.extra_secrets)
     auditor.start()
     log_audit.install(auditor)
     yield auditor

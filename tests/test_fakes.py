@@ -43,11 +43,9 @@ from telegram.ext import (
 )
 from telegram.helpers import escape_markdown
 
-from bot.logs import register_secrets
 from tests.fakes import RecordedCall
 from tests.fakes.slack_api import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeSlack
 from tests.fakes.telegram_api import (
-    DEFAULT_TOKEN,
     EntityParseError,
     FakeTelegram,
     parse_html,
@@ -72,13 +70,6 @@ class ManualClock:
 def ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     """PTB 22 warns when RetryAfter.retry_after is read as an int; opt in to timedelta."""
     monkeypatch.setenv("PTB_TIMEDELTA", "1")
-
-
-@pytest.fixture(autouse=True)
-def masked_token() -> None:
-    """PTB logs Bot API URLs, token included; the service's settings register it for masking
-    (without this, the log audit passed only when another test module had done so first)."""
-    register_secrets([DEFAULT_TOKEN])
 
 
 @pytest.fixture

@@ -16,21 +16,14 @@ from telegram.request import RequestData
 from telegram.request._requestparameter import RequestParameter
 
 from bot.chat.telegram_http import AiohttpRequest
-from bot.logs import register_secrets
 from tests.fakes import LoopbackServer
-from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
+from tests.fakes.telegram_api import FakeTelegram
 
 
 @pytest.fixture(autouse=True)
 def ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     """PTB 22 warns when RetryAfter.retry_after is read as an int; opt in to timedelta."""
     monkeypatch.setenv("PTB_TIMEDELTA", "1")
-
-
-@pytest.fixture(autouse=True)
-def masked_token() -> None:
-    """PTB logs Bot API URLs, token included; the service's settings register it for masking."""
-    register_secrets([DEFAULT_TOKEN])
 
 
 @pytest.fixture
