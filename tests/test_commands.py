@@ -6,10 +6,12 @@ import asyncio
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -756,6 +758,35 @@ async def test_digest_builder_uses_the_schedulers_trend_input(
     with caplog.at_level(logging.ERROR, logger="bot.commands"):
         assert text_of(await other.say("/digest")).startswith("Your papers for")
     assert "trend scores unavailable" in caplog.text
+
+
+async def test_heavy_commands_run_on_the_loop_for_sqlite_and_in_threads_for_postgresql(
+    db: Database,
+) -> None:
+    seed(db)
+    threads: dict[str, int] = {}
+    build = digest_builder(Settings())
+
+    def digest(database: Database, subscriber: object, now: datetime) -> object:
+        threads["digest"] = threading.get_ident()
+        return build(database, subscriber, now)  # type: ignore[arg-type]
+
+    def search(database: Database, query: str, **options: Any) -> object:
+        threads["search"] = threading.get_ident()
+        return substring_search(database, query, **options)
+
+    chat = FakeChat(make_router(db, digest=digest, search=search))
+    await chat.say("/start")
+    await chat.say("/interests add diffusion")
+    assert text_of(await chat.say("/digest")).startswith("Your papers for")
+    assert "Diffusion" in text_of(await chat.say("/search diffusion"))
+    loop_thread = threading.get_ident()
+    if db.dialect == "sqlite":
+        # All in-process work: a thread would only contend with the event loop for the GIL.
+        assert threads == {"digest": loop_thread, "search": loop_thread}
+    else:
+        # Waiting on the server: other chats' commands go on meanwhile.
+        assert loop_thread not in threads.values() and set(threads) == {"digest", "search"}
 
 
 # --------------------------------------------------------------------------- terminal chat
