@@ -8,10 +8,11 @@ loopback: /start, /interests add, /settings, /search, /digest, /help — every c
 through python-telegram-bot's real Application (long polling, handlers, HTML rendering) and
 the real CommandRouter on a SQLite file in a temporary directory. Two runs:
 
-- at a given load: all N users are in the chat at once, and each reads the bot's answer for a
-  random while (exponential, mean N/R seconds) before sending the next command, so together
-  they send R commands/s (default 250, above the 200 the bot must sustain). Latency here is
-  what people see while the bot carries that load.
+- at a given load: all N users are subscribed (through the bot, not measured), then all are in
+  the chat at once, each sending the six commands in a random order and reading each answer
+  for a random while (N/R seconds on average), so together they send R commands/s (default
+  250, above the 200 the bot must sustain) in a steady mix. Latency here is what people see
+  while the bot carries that load.
 - at saturation: C users at a time (default 32) send their next command the moment the answer
   arrives, with no pause, so the bot never idles. This gives the most commands/s the bot can
   answer; latency here is mostly queueing (C commands in flight share one CPU), and grows in
@@ -25,8 +26,12 @@ Prints commands/s and p50/p99 latency (update queued at the fake server → the 
 recorded there), per command and overall, the CPU each process spent per command (the bot's
 bounds the throughput; the child's shows whether the fake is the bottleneck), then the same
 workload for B users (default 200) through the naive way this replaces: a new database engine
-(and connections) per command and PTB's default of processing one update at a time. The bot
-freezes its start-up objects out of the garbage collector's way, as the service does.
+(and connections) per command, trend scores computed for every /digest, and PTB's default of
+processing one update at a time. The bot freezes its start-up objects out of the garbage
+collector's way, as the service does.
+
+/digest is built as ``trending-papers run`` builds it, ranked with the trend scores of the
+fresh papers, half of which have two days of engagement on one to four sources.
 """
 
 from __future__ import annotations
@@ -49,19 +54,23 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
 from telegram import Bot
 
 from bot.chat.telegram import build_application, start_telegram, stop_telegram
-from bot.commands import SORRY, CommandRouter
+from bot.commands import SORRY, CommandRouter, DigestBuilder, digest_builder
 from bot.config import Settings
 from bot.messages import Command, Reply
 from bot.service import freeze_startup_objects
 from bot.throttle import Throttle
+from bot.trend import TrendConfig, scores_and_lines
 from feeds.records import Paper as PaperRecord
+from feeds.records import Signal
 from storage.db import Database
+from storage.engagement import add_snapshots
 from storage.migrate import upgrade
 from storage.papers import upsert_papers
 from tests.fakes.telegram_api import FakeTelegram, TgChat, TgUser
@@ -114,6 +123,48 @@ def seed_papers(db: Database, count: int, now: datetime, rng: random.Random) -> 
     upsert_papers(db, records)
 
 
+ENGAGEMENT = (
+    ("hackernews", "points"),
+    ("reddit", "score"),
+    ("bluesky", "likes"),
+    ("huggingface", "upvotes"),
+)
+POLLS = 12
+POLL_INTERVAL = timedelta(hours=4)
+
+
+def seed_engagement(db: Database, count: int, now: datetime, rng: random.Random) -> None:
+    """Half the papers talked about on one to four sources, polled every 4 hours for 2 days."""
+    talked = [
+        (f"2611.{number + 10000:05d}", rng.randint(1, len(ENGAGEMENT)), rng.uniform(1, 50))
+        for number in rng.sample(range(count), count // 2)
+    ]
+    for poll in range(POLLS):
+        moment = now - POLL_INTERVAL * (POLLS - 1 - poll)
+        add_snapshots(
+            db,
+            [
+                Signal(
+                    arxiv_id,
+                    source,
+                    metric,
+                    float(int(pace * (poll + 1))),
+                    moment,
+                    url=f"https://example.org/{source}/{arxiv_id}",
+                )
+                for arxiv_id, sources, pace in talked
+                for source, metric in ENGAGEMENT[:sources]
+            ],
+        )
+
+
+def production_digest(settings: Settings) -> DigestBuilder:
+    """/digest as ``trending-papers run`` builds it: ranked with the trend scores."""
+    return digest_builder(
+        settings, partial(scores_and_lines, config=TrendConfig.from_settings(settings))
+    )
+
+
 def session(rng: random.Random, *, digest: bool = True) -> list[str]:
     """One user's commands, the mix the benchmark measures."""
     first, second = rng.sample(TOPICS, 2)
@@ -140,7 +191,10 @@ class EnginePerCommandRouter:
         """Open the database, answer, close it again."""
         db = Database(self.url)
         try:
-            return await CommandRouter(db, self.settings, throttle=self.throttle).handle(command)
+            router = CommandRouter(
+                db, self.settings, throttle=self.throttle, digest=production_digest(self.settings)
+            )
+            return await router.handle(command)
         finally:
             db.dispose()
 
@@ -212,11 +266,9 @@ def send_times(
     """When each user sends each command, in seconds from the start (None: right away).
 
     At a given load the commands of all users together arrive as a Poisson stream of ``rate``
-    per second. Each user's commands keep their order but take random places in that stream:
-    early on most users are starting, later most ask for digests and help, and no command type
-    comes all at once (every user's /digest in the same few seconds would be another
-    benchmark). A user whose answer comes after their next place in the stream sends the next
-    command right after it. At saturation nobody pauses.
+    per second; each user's commands keep their order and take random places in that stream.
+    A user whose answer comes after their next place in the stream sends the next command
+    right after it. At saturation nobody pauses.
     """
     if not rate:
         return [[None for _ in script] for script in scripts]
@@ -247,9 +299,26 @@ async def _load(
         people = [fake.new_user(f"User{n}") for n in range(users)]
         chats = [fake.private_chat(person) for person in people]
         scripts = [session(rng, digest=digest) for _ in people]
+        setup: list[list[str]] = []
+        if rate:
+            # A community in its steady state: everyone subscribed (not measured), then each
+            # user's commands in a random order, so every moment sees the same mix.
+            setup = [script[:2] for script in scripts]
+            for script in scripts:
+                rng.shuffle(script)
         schedule = send_times(scripts, rate, rng)
         result = Result(users=users, commands=sum(len(s) for s in scripts), seconds=0.0)
         await loop.run_in_executor(None, connection.recv)  # the bot is polling
+        if setup:
+            ignored = Result(users=users, commands=0, seconds=0.0)
+            setup_gate = asyncio.Semaphore(max(concurrency, 8))
+            await asyncio.gather(
+                *(
+                    user_session(fake, person, chat, script, setup_gate, ignored, [None, None])
+                    for person, chat, script in zip(people, chats, setup, strict=True)
+                )
+            )
+        connection.send("measuring")
         gate = asyncio.Semaphore(users if rate else concurrency)
         # The fake keeps every call it serves, so its heap only grows and each full collection
         # walks all of it: pauses of 100 ms and more here that the users would measure as the
@@ -274,7 +343,8 @@ async def _load(
             gc.enable()
         await asyncio.sleep(0.2)  # a trailing second part of a reply would land now
         probed = len(probes) * PROBES_PER_CHAT
-        result.extra_messages = fake.stats.messages_sent - probed - result.commands
+        answered = result.commands + sum(len(script) for script in setup)
+        result.extra_messages = fake.stats.messages_sent - probed - answered
         connection.send(result)
         await loop.run_in_executor(None, connection.recv)  # the bot has stopped
 
@@ -332,7 +402,9 @@ async def run(
             url = f"sqlite:///{Path(tmp) / 'bench.db'}"
             db = Database(url)
             upgrade(db)
-            seed_papers(db, papers, datetime.now(UTC), random.Random(seed))
+            now = datetime.now(UTC)
+            seed_papers(db, papers, now, random.Random(seed))
+            seed_engagement(db, papers, now, random.Random(seed))
             token, base_url, probes = await loop.run_in_executor(None, ours.recv)
             settings = Settings(
                 telegram_token=token,
@@ -344,15 +416,18 @@ async def run(
             router: Any = (
                 EnginePerCommandRouter(url, settings, throttle)
                 if naive
-                else CommandRouter(db, settings, throttle=throttle)
+                else CommandRouter(
+                    db, settings, throttle=throttle, digest=production_digest(settings)
+                )
             )
             app = build_application(settings, router, concurrency=1 if naive else 64)
             await start_telegram(app)
             freeze_startup_objects()  # as the service does once its platforms are up
             try:
                 ceiling = await round_trips(app.bot, probes)
-                cpu = time.process_time()
                 ours.send("go")
+                await loop.run_in_executor(None, ours.recv)  # set-up done, measuring now
+                cpu = time.process_time()
                 result: Result = await loop.run_in_executor(None, ours.recv)
                 result.bot_cpu_seconds = time.process_time() - cpu
                 result.round_trips_per_second = ceiling

@@ -49,6 +49,8 @@ from bot.digest import (
 from bot.messages import Action, Block, Button, Command, PaperBlock, Reply, TextBlock
 from bot.text import fold, same_person
 from bot.throttle import Throttle
+from bot.trend_cache import TrendCache
+from bot.warm import NotWarm, warm_only
 from feeds.ids import find_ids, split_version
 from storage import deliveries, feedback, outbox, papers, subscribers
 from storage.db import Database
@@ -204,16 +206,22 @@ TrendProvider = Callable[
 
 
 def digest_builder(settings: Settings, trend: TrendProvider | None = None) -> DigestBuilder:
-    """``/digest``'s builder: the scheduler's candidates, trend input and never-repeat rule."""
+    """``/digest``'s builder: the scheduler's candidates, trend input and never-repeat rule.
+
+    The trend scores are shared by the digests of a few minutes (``bot.trend_cache``).
+    """
+    shared = TrendCache(trend) if trend is not None else None
 
     def build(db: Database, subscriber: Subscriber, now: datetime) -> DigestOutcome:
         """Rank and record ``subscriber``'s digest at ``now``."""
         scores: Mapping[str, float] = {}
         lines: Mapping[str, str] = {}
-        if trend is not None:
+        if shared is not None:
             ids = [p.arxiv_id for p in candidates(db, now, settings.freshness_days)]
             try:
-                scores, lines = trend(db, ids, now)
+                scores, lines = shared(db, ids, now)
+            except NotWarm:
+                raise  # not a failure: the caller builds the digest again in a worker thread
             except Exception:
                 log.exception(
                     "trend scores unavailable; ranking by relevance alone",
@@ -259,13 +267,14 @@ async def run_inline(function: Callable[..., _T], /, *args: Any, **kwargs: Any) 
 
 
 def heavy_work_runner(db: Database) -> HeavyRunner:
-    """How the heavier commands (/digest, /search, /trending, /export) run their work.
+    """How /search and a warm /digest (see ``bot.warm``) run their work.
 
-    On SQLite the work is all in this process (SQLite's own C code plus ranking in Python), so a
-    worker thread only adds contention for the GIL with the event loop: measured on
-    ``bench/telegram_commands.py``, 3.3 ms of CPU per command with threads, 1.9 ms without.
-    On PostgreSQL most of the time is spent waiting for the server (a search over a million
-    papers: hundreds of milliseconds), and a thread keeps the other chats' commands moving.
+    On SQLite the work is all in this process (SQLite's own C code plus ranking in Python) and
+    takes a few milliseconds, so a worker thread only adds contention for the GIL with the event
+    loop: measured on ``bench/telegram_commands.py``, 3.3 ms of CPU per command with threads,
+    1.9 ms without. On PostgreSQL most of the time is spent waiting for the server (a search
+    over a million papers: hundreds of milliseconds), and a thread keeps the other chats'
+    commands moving.
     """
     return run_inline if db.dialect == "sqlite" else asyncio.to_thread
 
@@ -1151,7 +1160,7 @@ class CommandRouter:
             return subscriber
         assert subscriber.id is not None
         now = self._now()
-        outcome = await self._heavy(self._digest, self.db, subscriber, now)
+        outcome = await self._build_digest(subscriber, now)
         if not outcome.items or outcome.recorded is None:
             profile = subscribers.profile(self.db, subscriber.id)
             tip = (
@@ -1174,6 +1183,16 @@ class CommandRouter:
             note = TextBlock("Your daily digest is paused; /resume turns it back on.")
             reply = Reply(blocks=(*reply.blocks, note), disable_preview=True)
         return reply
+
+    async def _build_digest(self, subscriber: Subscriber, now: datetime) -> DigestOutcome:
+        """Build on the event loop when everything is loaded, else in a worker thread."""
+        if self._heavy is run_inline:
+            try:
+                with warm_only():
+                    return self._digest(self.db, subscriber, now)
+            except NotWarm as cold:
+                log.debug("digest needs %s loaded: building it in a worker thread", cold)
+        return await asyncio.to_thread(self._digest, self.db, subscriber, now)
 
     # ----------------------------------------------------------------- search and trending
 
@@ -1258,7 +1277,7 @@ class CommandRouter:
                 )
             category = found.code
         now = self._now()
-        papers_now = await self._heavy(
+        papers_now = await asyncio.to_thread(
             self._trending, self.db, now, category=category, limit=TRENDING_SHOWN
         )
         where = f" in {category} ({taxonomy.name_of(category)})" if category else ""
@@ -1376,7 +1395,7 @@ class CommandRouter:
         subscriber = self._editable(command)
         if isinstance(subscriber, Reply):
             return subscriber
-        data = await self._heavy(self._export_data, subscriber)
+        data = await asyncio.to_thread(self._export_data, subscriber)
         text = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True)
         return Reply(
             blocks=(

@@ -34,6 +34,7 @@ from bot.ranking import (
     Weights,
     rank,
 )
+from bot.warm import need_load
 from storage import deliveries, feedback, learned, papers, subscribers
 from storage.db import Database
 from storage.deliveries import DigestEntry, RecordedDigest
@@ -114,6 +115,10 @@ class _FreshPapers:
 
     def index(self, title_weight: int) -> PaperIndex:
         """The papers' index, built by the first caller; the others wait for it, not build it."""
+        found = self.indexes.get(title_weight)
+        if found is not None:
+            return found
+        need_load("the ranking index of the fresh papers")
         with self.lock:
             found = self.indexes.get(title_weight)
             if found is None:
@@ -148,6 +153,7 @@ def _fresh(db: Database, now: datetime, freshness_days: int) -> _FreshPapers:
     cached = _cached_fresh(db, fingerprint)
     if cached is not None:
         return cached
+    need_load("the fresh papers")
     with _LOAD_LOCK:
         cached = _cached_fresh(db, fingerprint)
         if cached is not None:

@@ -101,6 +101,22 @@ def actors_by_paper(
     return {arxiv_id: frozenset(actors) for arxiv_id, actors in result.items()}
 
 
+_LATEST_SNAPSHOT = select(func.max(SNAPSHOTS.c.id))
+
+
+def latest_snapshot_id(db: Database) -> int:
+    """The id of the newest snapshot (0 when there is none): it grows with every write.
+
+    Snapshots are only ever appended, so an unchanged id means unchanged engagement; reading
+    it costs one index lookup on both databases.
+    """
+    try:
+        with db.engine.connect() as connection:
+            return int(connection.execute(_LATEST_SNAPSHOT).scalar() or 0)
+    except SQLAlchemyError as exc:
+        raise StorageError("could not read the newest engagement snapshot") from exc
+
+
 def known_paper_ids(db: Database, arxiv_ids: Iterable[str]) -> set[str]:
     """The subset of ``arxiv_ids`` that is stored in the papers table."""
     ids = list(dict.fromkeys(arxiv_ids))

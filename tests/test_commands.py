@@ -38,6 +38,7 @@ from bot.config import Settings
 from bot.digest import payload
 from bot.messages import Action, Command, PaperBlock, Reply, TextBlock
 from bot.throttle import Throttle
+from bot.warm import NotWarm
 from storage import deliveries, feedback, outbox, papers, subscribers
 from storage.db import Database
 from storage.models import OUTBOX, ChatKind, OutboxStatus, Platform
@@ -761,32 +762,60 @@ async def test_digest_builder_uses_the_schedulers_trend_input(
 
 
 async def test_heavy_commands_run_on_the_loop_for_sqlite_and_in_threads_for_postgresql(
-    db: Database,
+    db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     seed(db)
-    threads: dict[str, int] = {}
-    build = digest_builder(Settings())
+    digests: list[tuple[int, str]] = []
+    searches: list[int] = []
+    trend_calls: list[int] = []
+
+    def provider(database: Database, ids: object, now: datetime) -> tuple[dict, dict]:
+        trend_calls.append(threading.get_ident())
+        return {"2611.00002": 5.0}, {"2611.00002": "🔥 HN 312 pts"}
+
+    build = digest_builder(Settings(), provider)
 
     def digest(database: Database, subscriber: object, now: datetime) -> object:
-        threads["digest"] = threading.get_ident()
-        return build(database, subscriber, now)  # type: ignore[arg-type]
+        try:
+            outcome = build(database, subscriber, now)  # type: ignore[arg-type]
+        except NotWarm:
+            digests.append((threading.get_ident(), "not warm"))
+            raise
+        digests.append((threading.get_ident(), "built"))
+        return outcome
 
     def search(database: Database, query: str, **options: Any) -> object:
-        threads["search"] = threading.get_ident()
+        searches.append(threading.get_ident())
         return substring_search(database, query, **options)
 
     chat = FakeChat(make_router(db, digest=digest, search=search))
-    await chat.say("/start")
-    await chat.say("/interests add diffusion")
-    assert text_of(await chat.say("/digest")).startswith("Your papers for")
+    other = FakeChat(make_router(db, digest=digest, search=search), chat_id="99")
+    for user in (chat, other):
+        await user.say("/start")
+        await user.say("/interests add diffusion")
+    with caplog.at_level(logging.DEBUG, logger="bot.commands"):
+        assert text_of(await chat.say("/digest")).startswith("Your papers for")
+        first = list(digests)
+        digests.clear()
+        reply = await other.say("/digest")
+    lines = {b.item.arxiv_id: b.item.trend_line for b in reply.blocks if isinstance(b, PaperBlock)}
+    assert lines["2611.00002"] == "🔥 HN 312 pts"  # the shared trend scores
     assert "Diffusion" in text_of(await chat.say("/search diffusion"))
-    loop_thread = threading.get_ident()
+    assert "trend scores unavailable" not in caplog.text
+    loop = threading.get_ident()
+    worker = first[-1][0]
+    assert worker != loop and first[-1][1] == "built"
     if db.dialect == "sqlite":
-        # All in-process work: a thread would only contend with the event loop for the GIL.
-        assert threads == {"digest": loop_thread, "search": loop_thread}
+        # All in-process work: a thread would only contend with the event loop for the GIL,
+        # but loading the fresh papers, their index and the trend scores must not stall it.
+        assert first == [(loop, "not warm"), (worker, "built")]
+        assert "building it in a worker thread" in caplog.text
+        assert digests == [(loop, "built")] and searches == [loop]
     else:
         # Waiting on the server: other chats' commands go on meanwhile.
-        assert loop_thread not in threads.values() and set(threads) == {"digest", "search"}
+        assert first == [(worker, "built")]
+        assert digests[0][0] != loop and searches[0] != loop
+    assert trend_calls == [worker]  # computed once, by the thread, and shared
 
 
 # --------------------------------------------------------------------------- terminal chat
