@@ -43,7 +43,7 @@ from bot.digest import (
     DigestItem,
     DigestOutcome,
     build_and_record,
-    candidates,
+    fresh_papers,
     items_from_payload,
 )
 from bot.messages import Action, Block, Button, Command, PaperBlock, Reply, TextBlock
@@ -216,8 +216,9 @@ def digest_builder(settings: Settings, trend: TrendProvider | None = None) -> Di
         """Rank and record ``subscriber``'s digest at ``now``."""
         scores: Mapping[str, float] = {}
         lines: Mapping[str, str] = {}
+        fresh = fresh_papers(db, now, settings.freshness_days)
         if shared is not None:
-            ids = [p.arxiv_id for p in candidates(db, now, settings.freshness_days)]
+            ids = [p.arxiv_id for p in fresh.papers]
             try:
                 scores, lines = shared(db, ids, now)
             except NotWarm:
@@ -235,6 +236,7 @@ def digest_builder(settings: Settings, trend: TrendProvider | None = None) -> Di
             title_weight=settings.title_weight,
             trend=scores,
             trend_lines=lines,
+            fresh=fresh,
         )[0]
 
     return build

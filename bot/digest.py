@@ -99,7 +99,7 @@ class Plan:
 
 
 @dataclass
-class _FreshPapers:
+class FreshPapers:
     """One database's last loaded candidates, the fingerprint they match, their indexes."""
 
     fingerprint: papers.Fingerprint
@@ -128,16 +128,16 @@ class _FreshPapers:
 
 _FRESH_LOCK = threading.Lock()
 _LOAD_LOCK = threading.Lock()
-_FRESH: weakref.WeakKeyDictionary[Database, _FreshPapers] = weakref.WeakKeyDictionary()
+_FRESH: weakref.WeakKeyDictionary[Database, FreshPapers] = weakref.WeakKeyDictionary()
 
 
-def _cached_fresh(db: Database, fingerprint: papers.Fingerprint) -> _FreshPapers | None:
+def _cached_fresh(db: Database, fingerprint: papers.Fingerprint) -> FreshPapers | None:
     with _FRESH_LOCK:
         cached = _FRESH.get(db)
     return cached if cached is not None and cached.fingerprint == fingerprint else None
 
 
-def _fresh(db: Database, now: datetime, freshness_days: int) -> _FreshPapers:
+def _fresh(db: Database, now: datetime, freshness_days: int) -> FreshPapers:
     """The candidates of ``db`` at ``now``, loaded again only when the window's rows changed.
 
     Every ``/digest`` and every scheduler tick asks for the same fresh papers until the next
@@ -158,7 +158,7 @@ def _fresh(db: Database, now: datetime, freshness_days: int) -> _FreshPapers:
         cached = _cached_fresh(db, fingerprint)
         if cached is not None:
             return cached
-        loaded = _FreshPapers(fingerprint, tuple(papers.recent_papers(db, since)))
+        loaded = FreshPapers(fingerprint, tuple(papers.recent_papers(db, since)))
         if papers.recent_fingerprint(db, since) == fingerprint:
             with _FRESH_LOCK:
                 _FRESH[db] = loaded
@@ -168,6 +168,15 @@ def _fresh(db: Database, now: datetime, freshness_days: int) -> _FreshPapers:
 def candidates(db: Database, now: datetime, freshness_days: int) -> list[Paper]:
     """Papers inside the freshness window (shared with other callers: read them only)."""
     return list(_fresh(db, now, freshness_days).papers)
+
+
+def fresh_papers(db: Database, now: datetime, freshness_days: int) -> FreshPapers:
+    """The freshness window's papers as one shared, read-only set.
+
+    Hand it to :func:`build_and_record` along with trend scores computed for its papers, so
+    the window is read once for both.
+    """
+    return _fresh(db, now, freshness_days)
 
 
 def to_candidate(paper: Paper) -> Candidate:
@@ -263,9 +272,10 @@ def plan(
     title_weight: int = 2,
     trend: Mapping[str, float] | None = None,
     weights: Weights = DEFAULT_WEIGHTS,
+    fresh: FreshPapers | None = None,
 ) -> Plan:
-    """Rank the fresh papers for every subscriber in ``subs`` in one pass."""
-    loaded = _fresh(db, now, freshness_days)
+    """Rank the fresh papers (``fresh``, else read now) for every subscriber in ``subs``."""
+    loaded = fresh if fresh is not None else _fresh(db, now, freshness_days)
     index = loaded.index(title_weight)
     queries, rated = queries_for(db, subs, index)
     rated_set = index.rated_set(to_candidate(p) for p in rated.values())
@@ -285,6 +295,7 @@ def rank_for(
     trend_lines: Mapping[str, str] | None = None,
     weights: Weights = DEFAULT_WEIGHTS,
     circle: bool = True,
+    fresh: FreshPapers | None = None,
 ) -> dict[int, list[DigestItem]]:
     """Digest items for every subscriber in one ranking pass (each up to their digest size).
 
@@ -294,7 +305,7 @@ def rank_for(
     """
     planned = plan(
         db, subs, now, freshness_days=freshness_days, title_weight=title_weight, trend=trend,
-        weights=weights,
+        weights=weights, fresh=fresh,
     )  # fmt: skip
     lines = trend_lines or {}
     result: dict[int, list[DigestItem]] = {}
@@ -371,8 +382,12 @@ def build_and_record(
     trend_lines: Mapping[str, str] | None = None,
     weights: Weights = DEFAULT_WEIGHTS,
     circle: bool = True,
+    fresh: FreshPapers | None = None,
 ) -> list[DigestOutcome]:
-    """Rank for all ``subs`` at once, then record each digest and its outbox message."""
+    """Rank for all ``subs`` at once, then record each digest and its outbox message.
+
+    ``fresh`` is the freshness window as :func:`fresh_papers` read it (read again if None).
+    """
     planned = rank_for(
         db,
         subs,
@@ -383,6 +398,7 @@ def build_and_record(
         trend_lines=trend_lines,
         weights=weights,
         circle=circle,
+        fresh=fresh,
     )
     outcomes = []
     for sub in subs:

@@ -21,7 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.digest import build_and_record
+from bot.digest import build_and_record, fresh_papers
 from storage import deliveries, subscribers
 from storage.db import Database
 from storage.deliveries import DigestAlreadyExists
@@ -158,10 +158,9 @@ def _build_group(
 ) -> None:
     trend: Mapping[str, float] = {}
     lines: Mapping[str, str] = {}
+    fresh = fresh_papers(db, now, freshness_days)
     if trend_provider is not None:
-        from bot.digest import candidates
-
-        ids = [p.arxiv_id for p in candidates(db, now, freshness_days)]
+        ids = [p.arxiv_id for p in fresh.papers]
         try:
             trend, lines = trend_provider(db, ids, now)
         except Exception:
@@ -178,6 +177,7 @@ def _build_group(
             title_weight=title_weight,
             trend=trend,
             trend_lines=lines,
+            fresh=fresh,
         )
     except DigestAlreadyExists:
         # Another replica built some of these at the same moment: go one by one.
