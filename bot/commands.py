@@ -272,11 +272,11 @@ def heavy_work_runner(db: Database) -> HeavyRunner:
     """How /search and a warm /digest (see ``bot.warm``) run their work.
 
     On SQLite the work is all in this process (SQLite's own C code plus ranking in Python) and
-    takes a few milliseconds, so a worker thread only adds contention for the GIL with the event
-    loop: measured on ``bench/telegram_commands.py``, 3.3 ms of CPU per command with threads,
-    1.9 ms without. On PostgreSQL most of the time is spent waiting for the server (a search
-    over a million papers: hundreds of milliseconds), and a thread keeps the other chats'
-    commands moving.
+    takes milliseconds (a search over a million papers: 49 ms at p95), so a worker thread only
+    adds contention for the GIL with the event loop: measured on ``bench/telegram_commands.py``,
+    3.3 ms of CPU per command with threads, 1.9 ms without. On PostgreSQL most of the time is
+    spent waiting for the server (that search: 410 ms at p95), and a thread keeps the other
+    chats' commands moving.
     """
     return run_inline if db.dialect == "sqlite" else asyncio.to_thread
 
