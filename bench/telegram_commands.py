@@ -421,6 +421,8 @@ async def run(
                 )
             )
             app = build_application(settings, router, concurrency=1 if naive else 64)
+            if not naive:
+                await router.warm_up()  # as the service's Telegram platform does on start
             await start_telegram(app)
             freeze_startup_objects()  # as the service does once its platforms are up
             try:

@@ -42,6 +42,7 @@ from bot.config import Settings
 from bot.digest import (
     DigestItem,
     DigestOutcome,
+    FreshPapers,
     build_and_record,
     fresh_papers,
     items_from_payload,
@@ -205,29 +206,21 @@ TrendProvider = Callable[
 """Trend scores and trend lines for candidate paper ids (what the scheduler ranks with)."""
 
 
-def digest_builder(settings: Settings, trend: TrendProvider | None = None) -> DigestBuilder:
+class ServiceDigest:
     """``/digest``'s builder: the scheduler's candidates, trend input and never-repeat rule.
 
     The trend scores are shared by the digests of a few minutes (``bot.trend_cache``).
     """
-    shared = TrendCache(trend) if trend is not None else None
 
-    def build(db: Database, subscriber: Subscriber, now: datetime) -> DigestOutcome:
+    def __init__(self, settings: Settings, trend: TrendProvider | None = None) -> None:
+        self.settings = settings
+        self.shared = TrendCache(trend) if trend is not None else None
+
+    def __call__(self, db: Database, subscriber: Subscriber, now: datetime) -> DigestOutcome:
         """Rank and record ``subscriber``'s digest at ``now``."""
-        scores: Mapping[str, float] = {}
-        lines: Mapping[str, str] = {}
+        settings = self.settings
         fresh = fresh_papers(db, now, settings.freshness_days)
-        if shared is not None:
-            ids = [p.arxiv_id for p in fresh.papers]
-            try:
-                scores, lines = shared(db, ids, now)
-            except NotWarm:
-                raise  # not a failure: the caller builds the digest again in a worker thread
-            except Exception:
-                log.exception(
-                    "trend scores unavailable; ranking by relevance alone",
-                    extra={"subscriber_id": subscriber.id},
-                )
+        scores, lines = self._trend(db, fresh, now, subscriber_id=subscriber.id)
         return build_and_record(
             db,
             [subscriber],
@@ -239,7 +232,32 @@ def digest_builder(settings: Settings, trend: TrendProvider | None = None) -> Di
             fresh=fresh,
         )[0]
 
-    return build
+    def warm_up(self, db: Database, now: datetime) -> None:
+        """Load what a digest at ``now`` reads, so the first ``/digest`` needs no load."""
+        fresh = fresh_papers(db, now, self.settings.freshness_days)
+        fresh.index(self.settings.title_weight)
+        self._trend(db, fresh, now)
+
+    def _trend(
+        self, db: Database, fresh: FreshPapers, now: datetime, *, subscriber_id: int | None = None
+    ) -> tuple[Mapping[str, float], Mapping[str, str]]:
+        if self.shared is None:
+            return {}, {}
+        try:
+            return self.shared(db, [p.arxiv_id for p in fresh.papers], now)
+        except NotWarm:
+            raise  # not a failure: the caller builds the digest again in a worker thread
+        except Exception:
+            log.exception(
+                "trend scores unavailable; ranking by relevance alone",
+                extra={"subscriber_id": subscriber_id},
+            )
+            return {}, {}
+
+
+def digest_builder(settings: Settings, trend: TrendProvider | None = None) -> ServiceDigest:
+    """``/digest``'s builder as the service runs it (see :class:`ServiceDigest`)."""
+    return ServiceDigest(settings, trend)
 
 
 def _lazy(module: str, name: str) -> Callable[..., Any]:
@@ -1185,6 +1203,25 @@ class CommandRouter:
             note = TextBlock("Your daily digest is paused; /resume turns it back on.")
             reply = Reply(blocks=(*reply.blocks, note), disable_preview=True)
         return reply
+
+    async def warm_up(self) -> None:
+        """Load what the first ``/digest`` and ``/search`` would, in a worker thread.
+
+        Platforms call it before they take commands, so that the first commands after a
+        restart do not all wait for the same load. A failure is logged: the commands load
+        for themselves then.
+        """
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(importlib.import_module, "storage.search")
+            warm = getattr(self._digest, "warm_up", None)
+            if callable(warm):
+                await asyncio.to_thread(warm, self.db, self._now())
+        except Exception:
+            log.warning("could not load the digest's papers ahead of commands", exc_info=True)
+            return
+        seconds = time.perf_counter() - started
+        log.info("digest papers, index and trend scores loaded in %.2f s", seconds)
 
     async def _build_digest(self, subscriber: Subscriber, now: datetime) -> DigestOutcome:
         """Build on the event loop when everything is loaded, else in a worker thread."""

@@ -54,6 +54,7 @@ def telegram_platform(settings: Settings, router: CommandRouter) -> ChatPlatform
         )
 
     async def start() -> None:
+        await router.warm_up()  # the first commands after a restart then find the papers loaded
         await start_telegram(application)
 
     async def stop() -> None:

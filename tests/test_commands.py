@@ -818,6 +818,56 @@ async def test_heavy_commands_run_on_the_loop_for_sqlite_and_in_threads_for_post
     assert trend_calls == [worker]  # computed once, by the thread, and shared
 
 
+async def test_warm_up_loads_what_the_first_digest_needs(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(db)
+    calls: list[int] = []
+
+    def provider(database: Database, ids: object, now: datetime) -> tuple[dict, dict]:
+        calls.append(threading.get_ident())
+        return {}, {}
+
+    build = digest_builder(Settings(), provider)
+    cold: list[str] = []
+
+    def digest(database: Database, subscriber: object, now: datetime) -> object:
+        try:
+            return build(database, subscriber, now)  # type: ignore[arg-type]
+        except NotWarm as exc:
+            cold.append(str(exc))
+            raise
+
+    router = make_router(db, digest=digest)
+    router._digest = build  # warm_up is the builder's; the wrapper above only watches
+    with caplog.at_level(logging.INFO, logger="bot.commands"):
+        await router.warm_up()
+    assert "digest papers, index and trend scores loaded" in caplog.text
+    assert calls and calls[0] != threading.get_ident()  # loaded in a worker thread
+    router._digest = digest
+    chat = FakeChat(router)
+    await chat.say("/start")
+    await chat.say("/interests add diffusion")
+    assert text_of(await chat.say("/digest")).startswith("Your papers for")
+    assert cold == [] and len(calls) == 1  # the first /digest found everything loaded
+
+
+async def test_a_failed_warm_up_is_logged_and_commands_still_work(
+    router: CommandRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(database: Database, now: datetime) -> None:
+        raise RuntimeError("disk on fire")
+
+    router._digest.warm_up = broken  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING, logger="bot.commands"):
+        await router.warm_up()
+    assert "could not load the digest's papers ahead of commands" in caplog.text
+    chat = FakeChat(router)
+    await chat.say("/start")
+    await chat.say("/interests add diffusion")
+    assert text_of(await chat.say("/digest")).startswith("Your papers for")
+
+
 # --------------------------------------------------------------------------- terminal chat
 
 

@@ -997,6 +997,9 @@ def slack_platform(settings: Settings, router: Any, db: Database) -> ChatPlatfor
     sockets: list[AsyncSocketModeHandler] = []
 
     async def start() -> None:
+        warm_up = getattr(router, "warm_up", None)
+        if warm_up is not None:
+            await warm_up()  # the first commands after a restart then find the papers loaded
         if not config.oauth:
             await check_token(runtime.client)
         if config.app_token:
