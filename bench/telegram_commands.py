@@ -24,11 +24,11 @@ mostly measure the fake server's own HTTP handling competing with the bot for on
 
 Prints commands/s and p50/p99 latency (update queued at the fake server → the bot's answer
 recorded there), per command and overall, the CPU each process spent per command (the bot's
-bounds the throughput; the child's shows whether the fake is the bottleneck), then the same
-workload for B users (default 200) through the naive way this replaces: a new database engine
+bounds the throughput; the child's shows whether the fake is the bottleneck), then the
+saturation run for B users (default 200) through the naive way this replaces: a new database engine
 (and connections) per command, trend scores computed for every /digest, and PTB's default of
-processing one update at a time. The bot freezes its start-up objects out of the garbage
-collector's way, as the service does.
+processing one update at a time. As the service does, the bot loads the digest's papers
+before it takes commands and freezes its start-up objects out of the garbage collector's way.
 
 /digest is built as ``trending-papers run`` builds it, ranked with the trend scores of the
 fresh papers, half of which have two days of engagement on one to four sources.
