@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
+from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
 from feeds.records import Paper as PaperRecord
@@ -292,6 +293,38 @@ def test_engagement_snapshots_are_a_time_series_and_idempotent(db: Database) -> 
     assert engagement.add_snapshots(db, [signal(25, NOW + timedelta(hours=2))]) == 1
     values = [s.value for s in engagement.snapshots_since(db, NOW - timedelta(days=1))]
     assert values == [10, 25]
+
+
+def test_a_large_poll_commits_chunk_by_chunk_and_resumes_after_a_failure(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite has one write lock: a whole poll in one transaction would hold off every chat
+    # command's write until the end.
+    monkeypatch.setattr(engagement, "_CHUNK", 2)
+    poll = [
+        Signal(f"2511.0000{n}", "hackernews", "points", 10.0 * n, NOW, url=f"https://hn/{n}")
+        for n in range(1, 7)
+    ]
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda connection: commits.append(1))
+    real_record = engagement.rollup.record
+    calls: list[int] = []
+
+    def failing_second_chunk(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        real_record(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engagement.rollup, "record", failing_second_chunk)
+    with pytest.raises(StorageError, match="2 written before"):
+        engagement.add_snapshots(db, poll)
+    assert len(engagement.snapshots_since(db, NOW - timedelta(days=1))) == 2  # chunk 1 kept
+    monkeypatch.setattr(engagement.rollup, "record", real_record)
+    commits.clear()
+    assert engagement.add_snapshots(db, poll) == 4  # the rest; chunk 1 is skipped as known
+    assert len(commits) == 3  # one transaction per chunk
+    assert engagement.add_snapshots(db, poll) == 0
 
 
 def test_cursors_track_health(db: Database) -> None:
