@@ -278,7 +278,6 @@ class HeavyRunner(Protocol):
 
     def __call__(self, function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Awaitable[_T]:
         """Run ``function(*args, **kwargs)``."""
-        ...
 
 
 async def run_inline(function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
