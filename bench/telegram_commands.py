@@ -54,7 +54,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -66,7 +65,7 @@ from bot.config import Settings
 from bot.messages import Command, Reply
 from bot.service import freeze_startup_objects
 from bot.throttle import Throttle
-from bot.trend import TrendConfig, scores_and_lines
+from bot.trend import provider_for
 from feeds.records import Paper as PaperRecord
 from feeds.records import Signal
 from storage.db import Database
@@ -160,9 +159,7 @@ def seed_engagement(db: Database, count: int, now: datetime, rng: random.Random)
 
 def production_digest(settings: Settings) -> DigestBuilder:
     """/digest as ``trending-papers run`` builds it: ranked with the trend scores."""
-    return digest_builder(
-        settings, partial(scores_and_lines, config=TrendConfig.from_settings(settings))
-    )
+    return digest_builder(settings, provider_for(settings))
 
 
 def session(rng: random.Random, *, digest: bool = True) -> list[str]:

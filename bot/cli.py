@@ -85,15 +85,14 @@ def demo(
 def run() -> None:
     """Run the bot: chat adapters, scheduler, delivery, /healthz and /metrics (Ctrl-C stops)."""
     import signal
-    from functools import partial
 
     from bot.platforms import configured_platforms
     from bot.service import Service, missing_chat_message
-    from bot.trend import TrendConfig, scores_and_lines
+    from bot.trend import provider_for
 
     settings = _settings()
     db = Database(settings.database_url)
-    trend = partial(scores_and_lines, config=TrendConfig.from_settings(settings))
+    trend = provider_for(settings)
     platforms = configured_platforms(settings, db, trend)
     if not platforms:
         db.dispose()

@@ -50,7 +50,7 @@ from bot.digest import (
 from bot.messages import Action, Block, Button, Command, PaperBlock, Reply, TextBlock
 from bot.text import fold, same_person
 from bot.throttle import Throttle
-from bot.trend_cache import TrendCache
+from bot.trend_cache import TrendCache, TrendProvider
 from bot.warm import NotWarm, warm_only
 from feeds.ids import find_ids, split_version
 from storage import deliveries, feedback, outbox, papers, subscribers
@@ -200,10 +200,6 @@ engagement summary shown under it).
 """
 DigestBuilder = Callable[[Database, Subscriber, datetime], DigestOutcome]
 """Builds and records one subscriber's digest now, exactly as the scheduler would."""
-TrendProvider = Callable[
-    [Database, Sequence[str], datetime], tuple[Mapping[str, float], Mapping[str, str]]
-]
-"""Trend scores and trend lines for candidate paper ids (what the scheduler ranks with)."""
 
 
 class ServiceDigest:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from bot.commands import CommandRouter, digest_builder
 from bot.config import Settings
-from bot.scheduler import TrendProvider
 from bot.service import ChatPlatform
+from bot.trend_cache import TrendProvider
 from storage.db import Database
 from storage.models import Platform
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,17 +22,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.digest import build_and_record, fresh_papers
+from bot.trend_cache import TrendProvider
 from storage import deliveries, subscribers
 from storage.db import Database
 from storage.deliveries import DigestAlreadyExists
 from storage.models import Subscriber
 
 log = logging.getLogger(__name__)
-
-TrendProvider = Callable[
-    [Database, Sequence[str], datetime], tuple[Mapping[str, float], Mapping[str, str]]
-]
-"""Trend scores and trend lines for candidate paper ids."""
 
 
 @dataclass(frozen=True)

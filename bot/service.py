@@ -16,7 +16,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 import httpx
@@ -30,8 +29,9 @@ from bot.engagement import EngagementJobs
 from bot.ingest import ingest_announcements
 from bot.leader import LeaderLock
 from bot.metrics import DIGEST_BUILD_SECONDS, REGISTRY, DatabaseGauges
-from bot.scheduler import Jobs, TrendProvider, build_scheduler, digest_tick
-from bot.trend import TrendConfig, scores_and_lines
+from bot.scheduler import Jobs, build_scheduler, digest_tick
+from bot.trend import provider_for
+from bot.trend_cache import TrendProvider
 from bot.web import HealthState, build_web_app
 from feeds.http import HttpPolicy, build_client
 from storage.db import Database, redact_url
@@ -122,9 +122,7 @@ class Service:
         self.platforms = list(platforms)
         self.db = db or Database(settings.database_url)
         self.transport = transport
-        self.trend_provider = trend_provider or partial(
-            scores_and_lines, config=TrendConfig.from_settings(settings)
-        )
+        self.trend_provider = trend_provider or provider_for(settings)
         self.engagement: EngagementJobs | None = None
         self.serve_http = serve_http
         self.shutdown_grace_seconds = shutdown_grace_seconds

@@ -26,6 +26,7 @@ its four earlier points are read only for the papers whose line is shown (``line
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.circle import circle_counts as circle_counts
+from bot.trend_cache import TrendProvider
 from storage import papers as paper_store
 from storage.db import Database
 from storage.engagement_frames import (
@@ -420,6 +422,12 @@ def scores_and_lines(
     scored = table(db, now, config, lines_for=ids)
     lines = {arxiv_id: scored.line(arxiv_id) for arxiv_id in ids}
     return scored.scores(ids), {arxiv_id: line for arxiv_id, line in lines.items() if line}
+
+
+def provider_for(settings: Any) -> TrendProvider:
+    """The trend provider the service ranks digests with: :func:`scores_and_lines` configured
+    by ``settings``' ``trend_*`` values."""
+    return functools.partial(scores_and_lines, config=TrendConfig.from_settings(settings))
 
 
 def trending(

@@ -21,7 +21,9 @@ from storage.db import Database
 from storage.engagement import latest_snapshot_id
 
 TrendResult = tuple[Mapping[str, float], Mapping[str, str]]
+"""Trend scores and trend lines by arXiv id."""
 TrendProvider = Callable[[Database, Sequence[str], datetime], TrendResult]
+"""Trend scores and lines of candidate paper ids at a moment (``bot.trend.provider_for``)."""
 
 DEFAULT_MAX_AGE_SECONDS = 300.0
 
