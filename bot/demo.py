@@ -18,7 +18,7 @@ from rich.console import Console
 from bot import trend
 from bot.chat.console import deliver_pending
 from bot.circle import circle_counts, refresh_circle, with_circle, with_circle_lines
-from bot.digest import build_and_record, candidates
+from bot.digest import build_and_record, fresh_papers
 from bot.engagement import CitationSource, PollReport, citation_papers, poll_engagement
 from bot.ingest import IngestReport, ingest_announcements
 from feeds.bluesky import BlueskySource
@@ -106,7 +106,8 @@ async def run_demo(
         f"following {DEMO_BLUESKY_ACTOR}'s circle on Bluesky[/]\n"
     )
     sent_before = deliveries.delivery_count(db, subscriber_id)
-    ids = [paper.arxiv_id for paper in candidates(db, now, DEMO_FRESHNESS_DAYS)]
+    fresh = fresh_papers(db, now, DEMO_FRESHNESS_DAYS)
+    ids = [paper.arxiv_id for paper in fresh.papers]
     scored = trend.with_lines(db, scored, ids, now)
     circle = circle_counts(db, subscriber_id, ids, handle=subscriber.bluesky_handle)
     outcomes = build_and_record(
@@ -116,6 +117,7 @@ async def run_demo(
         freshness_days=DEMO_FRESHNESS_DAYS,
         trend=with_circle(scored.scores(ids), circle),
         trend_lines=with_circle_lines({i: line for i in ids if (line := scored.line(i))}, circle),
+        fresh=fresh,
     )
     delivered = deliver_pending(db, subscriber_id, console)
     papers_sent = sum(len(o.items) for o in outcomes)

@@ -137,7 +137,7 @@ def _cached_fresh(db: Database, fingerprint: papers.Fingerprint) -> FreshPapers 
     return cached if cached is not None and cached.fingerprint == fingerprint else None
 
 
-def _fresh(db: Database, now: datetime, freshness_days: int) -> FreshPapers:
+def fresh_papers(db: Database, now: datetime, freshness_days: int) -> FreshPapers:
     """The candidates of ``db`` at ``now``, loaded again only when the window's rows changed.
 
     Every ``/digest`` and every scheduler tick asks for the same fresh papers until the next
@@ -146,7 +146,9 @@ def _fresh(db: Database, now: datetime, freshness_days: int) -> FreshPapers:
     nothing was written in between, so a kept entry always matches its fingerprint. One caller
     loads at a time: the ones arriving meanwhile (a burst of ``/digest`` after a restart or an
     announcement) wait and take its result instead of loading and indexing the same papers
-    again. The papers are shared between callers: nothing may change them.
+    again. The papers are shared between callers: nothing may change them. Hand them to
+    :func:`build_and_record` along with trend scores computed for them, so the window is read
+    once for both.
     """
     since = now - timedelta(days=freshness_days)
     fingerprint = papers.recent_fingerprint(db, since)
@@ -167,16 +169,7 @@ def _fresh(db: Database, now: datetime, freshness_days: int) -> FreshPapers:
 
 def candidates(db: Database, now: datetime, freshness_days: int) -> list[Paper]:
     """Papers inside the freshness window (shared with other callers: read them only)."""
-    return list(_fresh(db, now, freshness_days).papers)
-
-
-def fresh_papers(db: Database, now: datetime, freshness_days: int) -> FreshPapers:
-    """The freshness window's papers as one shared, read-only set.
-
-    Hand it to :func:`build_and_record` along with trend scores computed for its papers, so
-    the window is read once for both.
-    """
-    return _fresh(db, now, freshness_days)
+    return list(fresh_papers(db, now, freshness_days).papers)
 
 
 def to_candidate(paper: Paper) -> Candidate:
@@ -275,7 +268,7 @@ def plan(
     fresh: FreshPapers | None = None,
 ) -> Plan:
     """Rank the fresh papers (``fresh``, else read now) for every subscriber in ``subs``."""
-    loaded = fresh if fresh is not None else _fresh(db, now, freshness_days)
+    loaded = fresh if fresh is not None else fresh_papers(db, now, freshness_days)
     index = loaded.index(title_weight)
     queries, rated = queries_for(db, subs, index)
     rated_set = index.rated_set(to_candidate(p) for p in rated.values())
