@@ -279,23 +279,30 @@ def send_times(
     return times
 
 
-async def _load(
-    connection: Connection,
-    users: int,
-    concurrency: int,
-    seed: int,
-    digest: bool,
-    rate: float | None,
-) -> None:
+@dataclass(frozen=True)
+class Workload:
+    """What the simulated users do in one run."""
+
+    users: int
+    concurrency: int
+    """Users at a time at saturation (and while they subscribe before a run at a given load)."""
+    rate: float | None = None
+    """Commands/s all users send together; None: saturation."""
+    digest: bool = True
+    seed: int = 7
+
+
+async def _load(connection: Connection, work: Workload) -> None:
     """Child process: serve the fake Bot API, play the users once the bot says it is up."""
     loop = asyncio.get_running_loop()
-    rng = random.Random(seed)
+    users, concurrency, rate = work.users, work.concurrency, work.rate
+    rng = random.Random(work.seed)
     async with FakeTelegram(max_long_poll=1.0) as fake:
         probes = [fake.private_chat(fake.new_user("Probe")).id for _ in range(concurrency)]
         connection.send((fake.token, fake.base_url, probes))
         people = [fake.new_user(f"User{n}") for n in range(users)]
         chats = [fake.private_chat(person) for person in people]
-        scripts = [session(rng, digest=digest) for _ in people]
+        scripts = [session(rng, digest=work.digest) for _ in people]
         setup: list[list[str]] = []
         if rate:
             # A community in its steady state: everyone subscribed (not measured), then each
@@ -363,36 +370,18 @@ async def round_trips(bot: Bot, chats: list[int]) -> float:
     return len(chats) * PROBES_PER_CHAT / (time.perf_counter() - started)
 
 
-def load_process(
-    connection: Connection,
-    users: int,
-    concurrency: int,
-    seed: int,
-    digest: bool,
-    rate: float | None,
-) -> None:
+def load_process(connection: Connection, work: Workload) -> None:
     """Entry point of the child process."""
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(_load(connection, users, concurrency, seed, digest, rate))
+    asyncio.run(_load(connection, work))
 
 
-async def run(
-    users: int,
-    concurrency: int,
-    papers: int,
-    *,
-    naive: bool,
-    digest: bool = True,
-    rate: float | None = None,
-    seed: int = 7,
-) -> Result:
+async def run(work: Workload, papers: int, *, naive: bool) -> Result:
     """One complete run in a fresh temporary database."""
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
-    child = context.Process(
-        target=load_process, args=(theirs, users, concurrency, seed, digest, rate)
-    )
+    child = context.Process(target=load_process, args=(theirs, work))
     child.start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -400,8 +389,8 @@ async def run(
             db = Database(url)
             upgrade(db)
             now = datetime.now(UTC)
-            seed_papers(db, papers, now, random.Random(seed))
-            seed_engagement(db, papers, now, random.Random(seed))
+            seed_papers(db, papers, now, random.Random(work.seed))
+            seed_engagement(db, papers, now, random.Random(work.seed))
             token, base_url, probes = await loop.run_in_executor(None, ours.recv)
             settings = Settings(
                 telegram_token=token,
@@ -494,21 +483,19 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {load} before the run")
     failures = 0
     if args.rate > 0:
-        paced = asyncio.run(
-            run(args.users, args.concurrency, args.papers, naive=False, digest=digest,
-                rate=args.rate)
-        )  # fmt: skip
+        at_rate = Workload(args.users, args.concurrency, rate=args.rate, digest=digest)
+        paced = asyncio.run(run(at_rate, args.papers, naive=False))
         report(f"at {args.rate:.0f} commands/s offered by {args.users} users at once", paced)
         failures += paced.failures
     if args.concurrency <= 0:
         sys.exit(1 if failures else 0)
-    result = asyncio.run(run(args.users, args.concurrency, args.papers, naive=False, digest=digest))
+    saturation = Workload(args.users, args.concurrency, digest=digest)
+    result = asyncio.run(run(saturation, args.papers, naive=False))
     report(f"at saturation ({args.concurrency} users at a time, no pauses)", result)
     failures += result.failures
     if args.baseline_users > 0:
-        baseline = asyncio.run(
-            run(args.baseline_users, args.concurrency, args.papers, naive=True, digest=digest)
-        )
+        naive_work = Workload(args.baseline_users, args.concurrency, digest=digest)
+        baseline = asyncio.run(run(naive_work, args.papers, naive=True))
         report("naive baseline (engine per command, one update at a time)", baseline)
         p99_ratio = percentile(baseline.all_latencies(), 99) / percentile(
             result.all_latencies(), 99
