@@ -25,6 +25,7 @@ from bot.commands import (
     COMMANDS,
     SORRY,
     CommandRouter,
+    ServiceDigest,
     describe_days,
     digest_builder,
     digest_reply,
@@ -35,13 +36,14 @@ from bot.commands import (
     reply_for_payload,
 )
 from bot.config import Settings
-from bot.digest import payload
+from bot.digest import DigestOutcome, payload
 from bot.messages import Action, Command, PaperBlock, Reply, TextBlock
 from bot.throttle import Throttle
+from bot.trend_cache import TrendProvider
 from bot.warm import NotWarm
 from storage import deliveries, feedback, outbox, papers, subscribers
 from storage.db import Database
-from storage.models import OUTBOX, ChatKind, OutboxStatus, Platform
+from storage.models import OUTBOX, ChatKind, OutboxStatus, Platform, Subscriber
 from tests.fakes.chat import (
     FakeChat,
     buttons_of,
@@ -761,28 +763,43 @@ async def test_digest_builder_uses_the_schedulers_trend_input(
     assert "trend scores unavailable" in caplog.text
 
 
+class WatchedDigest(ServiceDigest):
+    """The service's ``/digest`` builder, noting the thread and outcome of every attempt."""
+
+    def __init__(self, trend: TrendProvider) -> None:
+        super().__init__(Settings(), trend)
+        self.attempts: list[tuple[int, str]] = []
+
+    def __call__(self, db: Database, subscriber: Subscriber, now: datetime) -> DigestOutcome:
+        try:
+            outcome = super().__call__(db, subscriber, now)
+        except NotWarm:
+            self.attempts.append((threading.get_ident(), "not warm"))
+            raise
+        self.attempts.append((threading.get_ident(), "built"))
+        return outcome
+
+
+def thread_noting_trend(
+    threads: list[int], scores: dict[str, float], lines: dict[str, str]
+) -> TrendProvider:
+    """A trend provider answering ``scores`` and ``lines``, noting the thread of every call."""
+
+    def provider(database: Database, ids: object, now: datetime) -> tuple[dict, dict]:
+        threads.append(threading.get_ident())
+        return scores, lines
+
+    return provider
+
+
 async def test_heavy_commands_run_on_the_loop_for_sqlite_and_in_threads_for_postgresql(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     seed(db)
-    digests: list[tuple[int, str]] = []
     searches: list[int] = []
     trend_calls: list[int] = []
-
-    def provider(database: Database, ids: object, now: datetime) -> tuple[dict, dict]:
-        trend_calls.append(threading.get_ident())
-        return {"2611.00002": 5.0}, {"2611.00002": "🔥 HN 312 pts"}
-
-    build = digest_builder(Settings(), provider)
-
-    def digest(database: Database, subscriber: object, now: datetime) -> object:
-        try:
-            outcome = build(database, subscriber, now)  # type: ignore[arg-type]
-        except NotWarm:
-            digests.append((threading.get_ident(), "not warm"))
-            raise
-        digests.append((threading.get_ident(), "built"))
-        return outcome
+    hn = thread_noting_trend(trend_calls, {"2611.00002": 5.0}, {"2611.00002": "🔥 HN 312 pts"})
+    digest = WatchedDigest(hn)
 
     def search(database: Database, query: str, **options: Any) -> object:
         searches.append(threading.get_ident())
@@ -795,8 +812,8 @@ async def test_heavy_commands_run_on_the_loop_for_sqlite_and_in_threads_for_post
         await user.say("/interests add diffusion")
     with caplog.at_level(logging.DEBUG, logger="bot.commands"):
         assert text_of(await chat.say("/digest")).startswith("Your papers for")
-        first = list(digests)
-        digests.clear()
+        first = list(digest.attempts)
+        digest.attempts.clear()
         reply = await other.say("/digest")
     lines = {b.item.arxiv_id: b.item.trend_line for b in reply.blocks if isinstance(b, PaperBlock)}
     assert lines["2611.00002"] == "🔥 HN 312 pts"  # the shared trend scores
@@ -810,11 +827,11 @@ async def test_heavy_commands_run_on_the_loop_for_sqlite_and_in_threads_for_post
         # but loading the fresh papers, their index and the trend scores must not stall it.
         assert first == [(loop, "not warm"), (worker, "built")]
         assert "building it in a worker thread" in caplog.text
-        assert digests == [(loop, "built")] and searches == [loop]
+        assert digest.attempts == [(loop, "built")] and searches == [loop]
     else:
         # Waiting on the server: other chats' commands go on meanwhile.
         assert first == [(worker, "built")]
-        assert digests[0][0] != loop and searches[0] != loop
+        assert digest.attempts[0][0] != loop and searches[0] != loop
     assert trend_calls == [worker]  # computed once, by the thread, and shared
 
 
@@ -823,42 +840,32 @@ async def test_warm_up_loads_what_the_first_digest_needs(
 ) -> None:
     seed(db)
     calls: list[int] = []
-
-    def provider(database: Database, ids: object, now: datetime) -> tuple[dict, dict]:
-        calls.append(threading.get_ident())
-        return {}, {}
-
-    build = digest_builder(Settings(), provider)
-    cold: list[str] = []
-
-    def digest(database: Database, subscriber: object, now: datetime) -> object:
-        try:
-            return build(database, subscriber, now)  # type: ignore[arg-type]
-        except NotWarm as exc:
-            cold.append(str(exc))
-            raise
-
+    digest = WatchedDigest(thread_noting_trend(calls, {}, {}))
     router = make_router(db, digest=digest)
-    router._digest = build  # warm_up is the builder's; the wrapper above only watches
     with caplog.at_level(logging.INFO, logger="bot.commands"):
         await router.warm_up()
     assert "digest papers, index and trend scores loaded" in caplog.text
     assert calls and calls[0] != threading.get_ident()  # loaded in a worker thread
-    router._digest = digest
     chat = FakeChat(router)
     await chat.say("/start")
     await chat.say("/interests add diffusion")
     assert text_of(await chat.say("/digest")).startswith("Your papers for")
+    cold = [attempt for attempt in digest.attempts if attempt[1] == "not warm"]
     assert cold == [] and len(calls) == 1  # the first /digest found everything loaded
 
 
-async def test_a_failed_warm_up_is_logged_and_commands_still_work(
-    router: CommandRouter, caplog: pytest.LogCaptureFixture
-) -> None:
-    def broken(database: Database, now: datetime) -> None:
+class BrokenWarmUp(ServiceDigest):
+    """A builder whose loading ahead of commands fails."""
+
+    def warm_up(self, db: Database, now: datetime) -> None:
         raise RuntimeError("disk on fire")
 
-    router._digest.warm_up = broken  # type: ignore[attr-defined]
+
+async def test_a_failed_warm_up_is_logged_and_commands_still_work(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(db)
+    router = make_router(db, digest=BrokenWarmUp(Settings()))
     with caplog.at_level(logging.WARNING, logger="bot.commands"):
         await router.warm_up()
     assert "could not load the digest's papers ahead of commands" in caplog.text
