@@ -110,6 +110,8 @@ async def test_run_answers_users_and_stops_cleanly(tmp_path: Path) -> None:
         output = log.read_text()
         assert fake.token not in output  # the token is in every Bot API URL: masked in logs
         assert '"message": "stopped"' in output
+        # The Telegram platform loaded the digest's papers before it took the first command.
+        assert "digest papers, index and trend scores loaded in" in output
 
 
 async def _polling(fake: FakeTelegram) -> bool:
